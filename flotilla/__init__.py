@@ -1,0 +1,3 @@
+"""Flotilla: serve LLMs from a fleet of cheap, short-lived GPU machines behind one OpenAI URL."""
+
+__version__ = "0.1.0"

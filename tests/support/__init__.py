@@ -1,0 +1,1 @@
+"""Test helpers that run the real parts: redis-server, service processes, ASGI apps in-process."""
