@@ -11,7 +11,6 @@ import sys
 
 # name -> (module with main(argv), one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
-
 }
 
 
