@@ -181,3 +181,29 @@ class Event:
     severity: Severity = "info"
     subject: str | None = None  # the worker, pool, burst or key it is about
     data: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolDemand:
+    """What one router saw of one pool's (or unrouted model's) traffic, cumulative since start."""
+
+    requests: int = 0  # requests routed to the pool's target
+    cold_requests: int = 0  # requests that found no ready worker in the pool
+    waiting: int = 0  # requests held right now in the cold-start wait
+    last_cold_at: float | None = None  # last time a request found the pool cold
+
+
+@dataclass(frozen=True, slots=True)
+class RouterReport:
+    """A router replica's periodic report (store collection `routers`, keyed by router_id).
+
+    Other replicas add `inflight` to their own counts for least-outstanding-requests balancing;
+    the control plane reads `demand` (scale from zero) and `circuits` (dashboard).
+    """
+
+    router_id: str
+    ts: float
+    started_at: float
+    inflight: dict[str, int] = dataclasses.field(default_factory=dict)  # worker id -> requests
+    circuits: dict[str, str] = dataclasses.field(default_factory=dict)  # worker id -> state
+    demand: dict[str, PoolDemand] = dataclasses.field(default_factory=dict)  # pool -> demand
