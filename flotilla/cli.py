@@ -11,6 +11,7 @@ import sys
 
 # name -> (module with main(argv), one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "router": ("router.main", "the OpenAI-compatible router (data plane)"),
 }
 
 

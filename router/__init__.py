@@ -1,0 +1,1 @@
+"""The router: Flotilla's OpenAI-compatible data plane (`flotilla router`). See docs/router.md."""

@@ -1,0 +1,34 @@
+"""One client request on its way through the router (state shared by proxy, failover, relay)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from router.auth import Principal
+from router.edge import Timing
+from router.guard import RequestGuard
+from router.inbound import ClientRequest
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class ClientGone(Exception):
+    """The client disconnected: stop, release everything, send nothing more."""
+
+
+@dataclass(slots=True)
+class Call:
+    request: ClientRequest
+    request_id: str
+    timing: Timing
+    guard: RequestGuard
+    send: Send
+    principal: Principal | None
+    arrived: float  # loop time at arrival (deadlines)
+    # what happened, for metrics and logs
+    status: int = 0
+    target: str = "none"
+    attempts: int = 0
+    ttft_s: float | None = None

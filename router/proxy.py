@@ -1,0 +1,113 @@
+"""The OpenAI endpoints (`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`): raw ASGI.
+
+    authenticate (401, 503 if keys cannot be verified) ─► read body (413) ─► parse (400)
+    ─► allow-list (403) ─► plan for the model (404) ─► limits (429) ─► watch the client
+    ─► failover loop (failover.py) ─► one attempt and its relay (relay.py)
+
+Every refusal is OpenAI-shaped and made before any upstream call. A raw ASGI endpoint rather than
+a Starlette Request/Response: the hot path parses the body once and sends the upstream's bytes
+without wrapping them (see docs/router.md for the measured costs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from router.call import Call, ClientGone, Send
+from router.errors import RequestRejected, RouterError
+from router.failover import Forwarder
+from router.guard import CLIENT_GONE, RequestGuard
+from router.inbound import parse_request, read_body
+from router.relay import Exchange
+from router.runtime import RouterRuntime
+
+log = logging.getLogger("router.proxy")
+
+
+def header(scope: dict[str, Any], name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+async def send_error(send: Send, error: RouterError) -> None:
+    body = error.body()
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    headers += [(k.encode(), v.encode()) for k, v in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class ProxyEndpoint:
+    def __init__(self, rt: RouterRuntime) -> None:
+        self.rt = rt
+        self.exchange = Exchange(rt)
+        self.forwarder = Forwarder(rt, self.exchange)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Send) -> None:
+        rt = self.rt
+        timing = scope["flotilla.timing"]
+        model_label = "unknown"
+        target = "none"
+        status = 500
+        guard: RequestGuard | None = None
+        try:
+            principal = None
+            if rt.keys is not None:
+                principal = await rt.keys.authenticate(header(scope, b"authorization"))
+            body = await read_body(scope, receive, rt.settings.max_body_bytes)
+            request = parse_request(scope["path"], body)
+            if principal is not None and not principal.may_use(request.model):
+                raise RequestRejected(
+                    403, f"This API key is not allowed to use the model `{request.model}`.",
+                    param="model", code="model_not_allowed")
+            rt.planner.plan(rt.keeper.snapshot(), request.model, rt.keeper.known_models)
+            model_label = request.model
+            if principal is not None:
+                rt.limiter.admit(principal)
+            guard = RequestGuard()
+            guard.watch_client(receive)
+            call = Call(request=request, request_id=scope["flotilla.request_id"], timing=timing,
+                        guard=guard, send=send, principal=principal, arrived=time.monotonic())
+            try:
+                await self.forwarder.forward(call)
+            finally:
+                target = call.target
+            status = call.status
+            if call.ttft_s is not None:
+                rt.metrics.ttft.labels(model_label, target).observe(call.ttft_s)
+        except RouterError as exc:
+            status = exc.status
+            if guard is not None:
+                guard.close()
+            if status >= 500:
+                log.warning("answering %d: %s", status, exc.message)
+            await send_error(send, exc)
+        except ClientGone:
+            status = 499
+            rt.metrics.disconnects.inc()
+        except asyncio.CancelledError:
+            reason = guard.consume() if guard is not None else None
+            if reason is None:
+                raise
+            if reason == CLIENT_GONE:
+                status = 499
+                rt.metrics.disconnects.inc()
+            else:  # guards are disarmed between attempts; this is a safety net
+                status = 504
+                guard.close()
+                with contextlib.suppress(RuntimeError):
+                    await send_error(send, RouterError(504, f"Upstream {reason}."))
+        finally:
+            if guard is not None:
+                guard.close()
+            now = time.perf_counter()
+            rt.metrics.observe_request(model_label, target, status, now - timing.started)
+            rt.metrics.overhead.observe(timing.reported_s if timing.reported_s is not None
+                                        else timing.overhead_s(now))
