@@ -58,9 +58,16 @@ def option(
     meta = _Option(
         flag, env, help, tuple(choices) if choices else None, minimum, maximum, secret
     )
+    # Secrets stay out of repr() so that logging a settings object cannot leak them.
     if default_factory is not None:
-        return dataclasses.field(default_factory=default_factory, metadata={"option": meta})
-    return dataclasses.field(default=default, metadata={"option": meta})
+        return dataclasses.field(default_factory=default_factory, metadata={"option": meta},
+                                 repr=not secret)
+    return dataclasses.field(default=default, metadata={"option": meta}, repr=not secret)
+
+
+def _required(field: dataclasses.Field[Any]) -> bool:
+    return (field.default is dataclasses.MISSING
+            and field.default_factory is dataclasses.MISSING)
 
 
 def _source_name(meta: _Option, from_flag: bool) -> str:
@@ -162,7 +169,7 @@ def load_settings(
         if raw is None and meta.env and meta.env in environ:
             raw = environ[meta.env]
         if raw is None:
-            if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            if _required(field):
                 raise SettingsError(f"{_source_name(meta, False)} is required")
             continue
         name = _source_name(meta, from_flag)

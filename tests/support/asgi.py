@@ -34,7 +34,9 @@ async def lifespan(app: Any) -> AsyncIterator[dict[str, Any]]:
 
 
 @contextlib.asynccontextmanager
-async def asgi_client(app: Any, base_url: str = "http://testserver") -> AsyncIterator[httpx.AsyncClient]:
+async def asgi_client(
+    app: Any, base_url: str = "http://testserver"
+) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client wired to `app` in-process, with the app's lifespan entered."""
     async with lifespan(app) as state:
         async def with_state(scope: dict[str, Any], receive: Any, send: Any) -> None:

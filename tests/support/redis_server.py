@@ -41,7 +41,8 @@ class RedisServer:
             if self.ping():
                 return self
             if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited: {(self.workdir / 'redis.log').read_text()}")
+                log = (self.workdir / "redis.log").read_text()
+                raise RuntimeError(f"redis-server exited: {log}")
             time.sleep(0.02)
         raise TimeoutError("redis-server did not answer PING")
 
