@@ -142,6 +142,7 @@ class HttpConnection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
         self._body_size = 0
+        self._body_too_large = False
         self._pending: deque[Request] = deque()
         self.task: asyncio.Task[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
@@ -169,10 +170,13 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._reject(400, b'{"detail":"protocol upgrades are not supported"}')
         except httptools.HttpParserError as exc:
-            self._reject(400, b'{"detail":"malformed HTTP request: %b"}'
-                         % str(exc).replace('"', "'").encode())
-        except _BodyTooLarge:
-            self._reject(413, b'{"detail":"request body larger than %d bytes"}' % MAX_BODY_BYTES)
+            # httptools wraps our callbacks' exceptions, hence a flag for the body limit.
+            if self._body_too_large:
+                self._reject(413, b'{"detail":"request body larger than %d bytes"}'
+                             % self._server.max_body_bytes)
+            else:
+                self._reject(400, b'{"detail":"malformed HTTP request: %b"}'
+                             % str(exc).replace('"', "'").encode())
 
     def eof_received(self) -> bool:
         # A client that half-closes is gone for our purposes: cancel what it asked for.
@@ -208,8 +212,9 @@ class HttpConnection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
-        if self._body_size > MAX_BODY_BYTES:
-            raise _BodyTooLarge()
+        if self._body_size > self._server.max_body_bytes:
+            self._body_too_large = True
+            raise ValueError("request body too large")
         self._body.append(body)
 
     def on_message_complete(self) -> None:
@@ -291,21 +296,21 @@ class HttpConnection(asyncio.Protocol):
             self._idle = None
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class HttpServer:
-    def __init__(self, handler: Handler, *, keepalive_timeout_s: float = 75.0) -> None:
+    def __init__(self, handler: Handler, *, keepalive_timeout_s: float = 75.0,
+                 max_body_bytes: int = MAX_BODY_BYTES) -> None:
         self.handler = handler
         self.keepalive_timeout_s = keepalive_timeout_s
+        self.max_body_bytes = max_body_bytes
         self.connections: set[HttpConnection] = set()
         self.loop = asyncio.get_running_loop()
         self._server: asyncio.AbstractServer | None = None
 
-    async def listen(self, host: str, port: int) -> None:
+    async def listen(self, host: str, port: int) -> int:
+        """Start accepting; returns the port (useful with port 0)."""
         self._server = await self.loop.create_server(
             lambda: HttpConnection(self), host, port, backlog=4096, reuse_address=True)
+        return int(self._server.sockets[0].getsockname()[1])
 
     def in_flight(self) -> list[asyncio.Task[None]]:
         return [c.task for c in self.connections if c.task is not None and not c.task.done()]
