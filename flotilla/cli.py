@@ -12,6 +12,7 @@ import sys
 # name -> (module with main(argv), one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
     "router": ("router.main", "the OpenAI-compatible router (data plane)"),
+    "sim": ("simulator.cli", "a vLLM / TEI compatible engine simulator (no GPU needed)"),
 }
 
 
