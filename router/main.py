@@ -15,6 +15,7 @@ log = logging.getLogger("router")
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
         settings = load_settings(RouterSettings, argv, os.environ, prog="flotilla router",
                                  description="Flotilla's OpenAI-compatible router")
