@@ -17,7 +17,7 @@ async def guarded(start_sim, fleet: Fleet, start_router):
     await fleet.add_worker(sim)
     await fleet.put_pool("other", "m2")
     router = await start_router(max_body_bytes=4096)
-    key = await fleet.create_key("tester", models=["m1"])
+    key = await fleet.create_key("tester")
     return sim, router, key
 
 
@@ -92,8 +92,9 @@ async def test_bad_keys_get_401_and_the_sdk_raises_authentication_error(guarded)
     assert (await sim.stats())["received"] == 0
 
 
-async def test_model_outside_the_allow_list_gets_403(guarded) -> None:
-    sim, router, key = guarded
+async def test_model_outside_the_allow_list_gets_403(guarded, fleet: Fleet) -> None:
+    sim, router, _ = guarded
+    key = await fleet.create_key("restricted", models=["m1"])
     with pytest.raises(openai.PermissionDeniedError):
         await router.client(key).chat.completions.create(
             model="m2", messages=[{"role": "user", "content": "hi"}])
