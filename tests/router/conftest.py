@@ -156,6 +156,14 @@ class RouterServer:
     runtime: RouterRuntime
     app: Any
     clients: dict[str, openai.AsyncOpenAI] = field(default_factory=dict)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    async def shutdown(self) -> None:
+        """Graceful stop, as on SIGTERM (lifespan shutdown included)."""
+        self.stop.set()
+        if self.task is not None:
+            await asyncio.wait_for(self.task, 10)
 
     def client(self, key: str = "unused") -> openai.AsyncOpenAI:
         """An async SDK client without retries of its own (closed at teardown)."""
@@ -207,7 +215,7 @@ async def start_router(store: FleetStore) -> AsyncIterator[Callable[..., Awaitab
                 if time.monotonic() > deadline:
                     raise TimeoutError("router did not start")
                 await asyncio.sleep(0.02)
-        server = RouterServer(url, app.state.runtime, app)
+        server = RouterServer(url, app.state.runtime, app, stop=stop, task=task)
         servers.append(server)
         return server
 

@@ -91,7 +91,8 @@ async def test_circuit_opens_after_three_failures_then_half_opens_and_closes(
         await client.chat.completions.create(model="m1", messages=MESSAGES)
     assert breaker.state == HEALTHY
     assert (await flaky.stats())["completed"] >= 1
-    text = (await httpx.AsyncClient().get(router.url + "/metrics")).text
+    async with httpx.AsyncClient(timeout=10) as http:
+        text = (await http.get(router.url + "/metrics")).text
     assert 'flotilla_router_circuit_transitions_total{state="circuit_open"} 1.0' in text
     assert 'flotilla_router_retries_total{reason="status"} 3.0' in text
 
