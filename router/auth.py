@@ -6,7 +6,8 @@
                                                      and TTL; concurrent misses share it)
 
 A change notification on topic `keys` (a key created, changed or deleted) marks every cached entry
-stale, so a revoked key stops working within one store round trip. Stale positive entries are
+stale, so a revoked key stops working within one store round trip. A known key missing from a
+store that has lost its data (no epoch) is kept: that is not a revocation. Stale positive entries are
 still served while the store is unreachable: an outage of Redis must not log every client out
 (the price: a key revoked during the outage keeps working until the store is back). A key that
 cannot be verified at all (never seen, store down) gets 503, not 401: it may well be valid.
@@ -126,7 +127,7 @@ class KeyCache:
             pending = asyncio.get_running_loop().create_future()
             self._pending[key_hash] = pending
             try:
-                result = await self._fetch(key_hash, token)
+                result = await self._fetch(key_hash, token, cached)
             except RouterError as exc:
                 if not pending.done():
                     pending.set_exception(exc)
@@ -147,12 +148,18 @@ class KeyCache:
                 return cached[0]
             raise
 
-    async def _fetch(self, key_hash: str, token: str) -> Principal | None:
+    async def _fetch(self, key_hash: str, token: str,
+                     cached: tuple[Principal, float] | None) -> Principal | None:
         async with self._lookups:
             self.store_lookups += 1
             try:
                 async with asyncio.timeout(self._timeout):
                     doc = await self._store.get_doc(KEYS, key_hash)
+                    if doc is None and cached is not None and \
+                            await self._store.get_epoch() is None:
+                        # A key we knew is gone because the store lost its data (no epoch),
+                        # not because it was deleted: keep it until the store is re-seeded.
+                        return cached[0]
             except (StoreUnavailable, TimeoutError) as exc:
                 log.warning("cannot verify an API key, fleet store unavailable: %s", exc)
                 raise RouterError(503, "Cannot verify the API key right now: the fleet store is "

@@ -77,6 +77,7 @@ async def test_redis_stopped_mid_run_traffic_continues_from_the_snapshot(
     await fleet.add_worker(sim)
     back = await _wait_readyz(router.url, lambda r: r.json()["epoch_missing"] is False)
     assert back.status_code == 200 and back.json()["workers"] == 1
+    await router.shutdown()  # before closing the store it uses
     await store.aclose()
 
 
@@ -92,4 +93,5 @@ async def test_router_started_while_the_store_is_down_is_not_ready_until_it_answ
     server.start()
     await store.ensure_epoch("e")
     await _wait_readyz(router.url, lambda r: r.status_code == 200)
+    await router.shutdown()
     await store.aclose()
