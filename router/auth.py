@@ -7,8 +7,8 @@
 
 A change notification on topic `keys` (a key created, changed or deleted) marks every cached entry
 stale, so a revoked key stops working within one store round trip. A known key missing from a
-store that has lost its data (no epoch) is kept: that is not a revocation. Stale positive entries are
-still served while the store is unreachable: an outage of Redis must not log every client out
+store that has lost its data (no epoch) is kept: that is not a revocation. Stale positive entries
+are still served while the store is unreachable: an outage of Redis must not log every client out
 (the price: a key revoked during the outage keeps working until the store is back). A key that
 cannot be verified at all (never seen, store down) gets 503, not 401: it may well be valid.
 Strings that cannot be keys (wrong prefix or length) are refused without a lookup, so a flood of

@@ -17,6 +17,7 @@ At shutdown the replica deletes its report so the others stop counting its reque
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -58,6 +59,7 @@ class Reporter:
         # peer id -> (its report's ts, our clock when that ts last changed)
         self._seen: dict[str, tuple[float, float]] = {}
         self.peers: dict[str, dict[str, Any]] = {}  # fresh peers' last reports (for /readyz)
+        self._stopping = asyncio.Event()
 
     def report(self) -> RouterReport:
         return RouterReport(router_id=self.router_id, ts=self._wall(), started_at=self.started_at,
@@ -122,15 +124,24 @@ class Reporter:
                                      self._breakers.success_rates())
 
     async def run(self) -> None:
-        """The owned loop: one cycle per period, whatever happens in a cycle."""
-        while True:
+        """The owned loop: one cycle per period, whatever happens in a cycle, until `stop()`."""
+        while not self._stopping.is_set():
             started = self._clock()
             try:
                 await self.cycle()
             except Exception:
                 log.exception("report cycle failed")
-            await asyncio.sleep(max(0.0, self._period - (self._clock() - started)))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, self._period - (self._clock() - started))):
+                    await self._stopping.wait()
+
+    def stop(self) -> None:
+        """Let the loop finish its cycle and end (a cancelled write could land after the
+        withdrawal and resurrect the report)."""
+        self._stopping.set()
 
     async def withdraw(self) -> None:
-        """Remove this replica's report (shutdown); best effort, bounded."""
+        """Flush the last counts and remove this replica's report (shutdown); bounded."""
+        with contextlib.suppress(Exception):
+            await self._step("sync_counts", self._limiter.sync(self._store))
         await self._step("withdraw", self._store.delete_doc(ROUTERS, self.router_id))

@@ -113,10 +113,13 @@ class RouterRuntime:
                  self.settings.policy, "off" if self.settings.no_auth else "on")
 
     async def _stop_loops(self) -> None:
+        self.reporter.stop()
+        reporter = self._tasks[-1]
+        with contextlib.suppress(TimeoutError):
+            # One cycle is at most three store calls of store_timeout_s each.
+            await asyncio.wait_for(asyncio.shield(reporter), 4 * self.settings.store_timeout_s)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        with contextlib.suppress(Exception):
-            await self.reporter.cycle()  # flush the last rate-limit and usage counts
         await self.reporter.withdraw()
