@@ -118,7 +118,8 @@ def create_app(settings: RouterSettings, *, store: FleetStore | None = None,
                Route("/readyz", readyz, methods=["GET"]),
                Route("/metrics", metrics, methods=["GET"])]
     app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(EdgeMiddleware)],
+                    middleware=[Middleware(EdgeMiddleware,
+                                           hot={path: proxy for path in ENDPOINTS})],
                     exception_handlers={404: not_found, 405: not_allowed})
     app.state.runtime = rt
     app.state.started_at = time.time()

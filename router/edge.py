@@ -32,8 +32,13 @@ class Timing:
 
 
 class EdgeMiddleware:
-    def __init__(self, app: Any) -> None:
+    """`hot` maps exact paths to raw ASGI endpoints served without Starlette's routing and
+    exception middleware (they catch nothing the proxy does not already turn into a response);
+    any other method or path goes through the Starlette app."""
+
+    def __init__(self, app: Any, hot: dict[str, Any] | None = None) -> None:
         self.app = app
+        self.hot = hot or {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -62,7 +67,8 @@ class EdgeMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        endpoint = self.hot.get(scope["path"]) if scope["method"] == "POST" else None
         try:
-            await self.app(scope, receive, send_with_headers)
+            await (endpoint or self.app)(scope, receive, send_with_headers)
         finally:
             request_id_var.reset(token)

@@ -57,6 +57,7 @@ class ProxyEndpoint:
         target = "none"
         status = 500
         guard: RequestGuard | None = None
+        call: Call | None = None
         try:
             principal = None
             if rt.keys is not None:
@@ -104,6 +105,14 @@ class ProxyEndpoint:
                 guard.close()
                 with contextlib.suppress(RuntimeError):
                     await send_error(send, RouterError(504, f"Upstream {reason}."))
+        except Exception:
+            log.exception("unexpected error while proxying")
+            status = 500
+            if call is None or not call.status:  # nothing sent yet: answer in OpenAI's shape
+                if guard is not None:
+                    guard.close()
+                await send_error(send, RouterError(500, "The router failed unexpectedly.",
+                                                   code="internal_error"))
         finally:
             if guard is not None:
                 guard.close()

@@ -8,13 +8,13 @@ Everything runs on 127.0.0.1, started here and stopped here by PID: redis-server
 2-core machine the system under test gets CPU 0 and everything else CPU 1 (taskset), so the
 proxy's CPU figure is its own. Figures (see docs/benchmarks.md):
 
-  - added latency p50/p99 at modest load (4 connections) vs direct to the simulator;
+  - added latency p50/p99 at modest load (Poisson arrivals, 100 req/s) vs direct;
   - proxy CPU per request (non-streamed, 32 connections) and per streamed event (32 connections,
     CPU per stream / events per stream), from /proc utime+stime of the proxy's process tree;
   - stream relay p50 (whole-stream latency at 32 connections) vs nginx's;
   - peak RSS of the proxy;
   - balancing quality: p95 latency with least-outstanding vs round-robin over two simulators of
-    unequal speed (closed loop, 24 clients), through the router.
+    unequal speed (open loop, Poisson arrivals), through the router.
 
 Peers are skipped cleanly when not installed: nginx (Debian), `sglang-router` and
 `litellm[proxy]` from a separate virtualenv (`--peers-venv`), never the project's dependencies.
@@ -27,6 +27,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import shutil
 import subprocess
 import sys
@@ -52,6 +53,10 @@ SUT_CPU, LOAD_CPU = ("0", "1") if (os.cpu_count() or 1) >= 2 else (None, None)
 MODEL = "bench-model"
 PLAIN = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hello there"}],
                     "max_tokens": 16})
+MODEST_RATE = 100.0  # requests/s for the added-latency figure
+BALANCE_RATE = 45.0  # requests/s over the unequal pair (~60% of their joint capacity)
+BALANCE_BODY = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}],
+                           "max_tokens": 32}).encode()
 STREAM = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hello there"}],
                      "max_tokens": 64, "stream": True})
 
@@ -108,8 +113,9 @@ def measure(name: str, url: str, pid: int | None, seconds: float,
     events = count_events(endpoint, headers)
     row["events_per_stream"] = events
     wrk(endpoint, PLAIN, connections=32, seconds=2, cpus=LOAD_CPU, headers=headers)  # warm-up
-    modest = wrk(endpoint, PLAIN, connections=4, seconds=seconds, cpus=LOAD_CPU, headers=headers)
-    row.update(modest_p50_ms=modest.p50_ms, modest_p99_ms=modest.p99_ms)
+    modest = asyncio.run(open_loop(url, headers, MODEST_RATE, seconds, PLAIN.encode()))
+    row.update(modest_p50_ms=percentile(modest, 0.5) * 1000,
+               modest_p99_ms=percentile(modest, 0.99) * 1000)
     before = cpu_seconds(pid) if pid else 0.0
     plain = wrk(endpoint, PLAIN, connections=32, seconds=seconds, cpus=LOAD_CPU, headers=headers)
     after = cpu_seconds(pid) if pid else 0.0
@@ -166,23 +172,35 @@ def litellm_config(directory: Path, workers: list[str]) -> Path:
     return conf
 
 
-async def closed_loop(url: str, headers: dict[str, str], clients: int,
-                      seconds: float) -> list[float]:
+async def open_loop(url: str, headers: dict[str, str], rate: float, seconds: float,
+                    body: bytes) -> list[float]:
+    """Poisson arrivals at `rate`/s (seeded), each request timed alone: latency at a load that
+    does not queue behind itself, unlike a closed loop with no think time."""
+    rng = random.Random(42)
     latencies: list[float] = []
-    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}],
-                       "max_tokens": 32}).encode()
-    end = time.monotonic() + seconds
+    failures = 0
     async with aiohttp.ClientSession(headers={"content-type": "application/json", **headers},
                                      connector=aiohttp.TCPConnector(limit=0)) as session:
-        async def one_client() -> None:
-            while time.monotonic() < end:
-                started = time.perf_counter()
-                async with session.post(url + "/v1/chat/completions", data=body) as response:
-                    await response.read()
-                    if response.status == 200:
-                        latencies.append(time.perf_counter() - started)
+        async def one() -> None:
+            nonlocal failures
+            started = time.perf_counter()
+            async with session.post(url + "/v1/chat/completions", data=body) as response:
+                await response.read()
+            if response.status == 200:
+                latencies.append(time.perf_counter() - started)
+            else:
+                failures += 1
 
-        await asyncio.gather(*[one_client() for _ in range(clients)])
+        tasks = []
+        start = time.perf_counter()
+        due = start
+        while due - start < seconds:
+            due += rng.expovariate(rate)
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+    if failures:
+        print(f"  {failures} failed requests at {url}", flush=True)
     return latencies
 
 
@@ -286,16 +304,17 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
         # Balancing quality over unequal workers: one fast, one 4x slower.
         fast = start_sim(procs, "fast", "--ttft-ms", "10", "--itl-ms", "2",
-                         "--max-num-seqs", "64")
+                         "--max-num-seqs", "8")
         slow = start_sim(procs, "slow", "--ttft-ms", "10", "--itl-ms", "2",
-                         "--max-num-seqs", "64", "--slow-factor", "4")
+                         "--max-num-seqs", "8", "--slow-factor", "3")
         unequal_auth = {"Authorization":
                         f"Bearer {asyncio.run(seed_store(redis_url, 'unequal', [fast, slow]))}"}
         balance = {}
         for policy in ("round_robin", "least_outstanding"):
             url, _ = start_router(procs, redis_url, "unequal", policy, f"router-{policy}")
-            asyncio.run(closed_loop(url, unequal_auth, 8, 1.0))  # warm-up
-            latencies = asyncio.run(closed_loop(url, unequal_auth, 24, args.seconds * 2))
+            asyncio.run(open_loop(url, unequal_auth, 10, 1.0, BALANCE_BODY))  # warm-up
+            latencies = asyncio.run(open_loop(url, unequal_auth, BALANCE_RATE, args.seconds * 2,
+                                              BALANCE_BODY))
             balance[policy] = {"requests": len(latencies),
                                "p50_ms": percentile(latencies, 0.5) * 1000,
                                "p95_ms": percentile(latencies, 0.95) * 1000}
@@ -335,8 +354,9 @@ def versions(peers_venv: str) -> dict[str, str]:
 def table(results: dict[str, object]) -> str:
     rows = results["rows"]  # type: ignore[index]
     direct = rows[0]  # type: ignore[index]
-    lines = ["| system | added p50 / p99 at 4 conns (ms) | CPU µs / request | CPU µs / streamed "
-             "event | stream p50 (ms) | req/s at 32 conns | peak RSS (MiB) | errors |",
+    lines = [f"| system | added p50 / p99 at {MODEST_RATE:.0f} req/s (ms) | CPU µs / request | "
+             "CPU µs / streamed event | stream p50 (ms) | req/s at 32 conns | peak RSS (MiB) | "
+             "errors |",
              "|---|---|---|---|---|---|---|---|"]
     for row in rows:  # type: ignore[union-attr]
         added = (f"{row['modest_p50_ms'] - direct['modest_p50_ms']:+.2f} / "
@@ -348,7 +368,8 @@ def table(results: dict[str, object]) -> str:
                      f"{row['stream_p50_ms']:.1f} | {row['rps']:.0f} | {rss} | {row['errors']} |")
     balance = results.get("balancing") or {}
     if balance:
-        lines += ["", "| policy (fast + 4x slower simulator, 24 clients) | requests | p50 (ms) | "
+        lines += ["", f"| policy (fast + 3x slower simulator, {BALANCE_RATE:.0f} req/s) | requests "
+                      "| p50 (ms) | "
                       "p95 (ms) |", "|---|---|---|---|"]
         for policy, b in balance.items():  # type: ignore[union-attr]
             lines.append(f"| {policy} | {b['requests']} | {b['p50_ms']:.1f} | "
@@ -368,6 +389,8 @@ def main() -> int:
     parser.add_argument("--skip-litellm", action="store_true")
     parser.add_argument("--json", help="write the raw results here")
     args = parser.parse_args()
+    if LOAD_CPU is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(LOAD_CPU)})  # this process generates load: off the SUT's CPU
     if not shutil.which("wrk") or not shutil.which("redis-server"):
         print("wrk and redis-server are required", file=sys.stderr)
         return 2
