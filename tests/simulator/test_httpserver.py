@@ -172,3 +172,23 @@ async def test_a_handler_error_becomes_a_500(serve) -> None:
     writer.write(request_bytes("GET", "/"))
     assert (await read_response(reader)).status == 500
     writer.close()
+
+
+async def test_idle_keep_alive_connections_are_closed_after_the_timeout(serve) -> None:
+    port = await serve(echo, keepalive_timeout_s=0.2)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request_bytes("GET", "/"))
+    assert (await read_response(reader)).status == 200
+    assert await asyncio.wait_for(reader.read(), 10) == b""
+    writer.close()
+
+
+async def test_request_headers_are_decoded_in_lower_case(serve) -> None:
+    async def header(request: Request, exchange: Exchange) -> None:
+        exchange.send(200, request.headers["x-probe"].encode())
+
+    port = await serve(header)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request_bytes("GET", "/", headers={"X-Probe": "Yes"}))
+    assert (await read_response(reader)).body == b"Yes"
+    writer.close()
