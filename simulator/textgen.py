@@ -73,6 +73,7 @@ _TOKEN_SET = frozenset(TOKENS)
 _SIZE = len(TOKENS)
 # Answers already generated, by (state, length): benchmarks and tests repeat their prompts.
 _MEMO_LIMIT = 4096
+_MEMO_MAX_TOKENS = 4096
 
 
 def _pick(state: int) -> int:
@@ -143,9 +144,10 @@ class TextGenerator:
             index = (state * 0x9E3779B1 >> 13) % _SIZE  # _pick, inlined on the hot path
             out.append(TOKENS[index])
             state = crc32(_TOKEN_BYTES[index], state)
-        if len(self._memo) >= _MEMO_LIMIT:
-            self._memo.clear()
-        self._memo[key] = tuple(out)
+        if count <= _MEMO_MAX_TOKENS:
+            if len(self._memo) >= _MEMO_LIMIT:
+                self._memo.clear()
+            self._memo[key] = tuple(out)
         return out
 
     def _finish(self, state: int, done: int, first: str | None, max_tokens: int | None, *,
