@@ -345,6 +345,7 @@ class HttpServer:
             await asyncio.wait(tasks, timeout=grace_s)
         for conn in list(self.connections):
             conn.close()
+        await asyncio.sleep(0)  # let the transports' connection_lost callbacks run
         tasks = self.in_flight()
         for task in tasks:
             task.cancel()
