@@ -11,6 +11,7 @@ import sys
 
 # name -> (module with main(argv), one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "sim": ("simulator.cli", "a vLLM / TEI compatible engine simulator (no GPU needed)"),
 }
 
 
