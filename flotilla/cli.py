@@ -13,6 +13,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "control-plane": ("control_plane.main", "the control plane alone (REDIS_URL required)"),
     "agent": ("worker_agent.main", "a worker agent beside an engine (vLLM or TEI)"),
+    "sim": ("simulator.cli", "a vLLM / TEI compatible engine simulator (no GPU needed)"),
 }
 
 
