@@ -135,7 +135,7 @@ class Agent:
                     engine_argv(s, adapter), stop_grace_s=s.engine_stop_grace_s,
                     backoff=Backoff(s.engine_restart_backoff_s,
                                     max(s.engine_restart_backoff_s, 60.0)),
-                    metrics=self.metrics)
+                    metrics=self.metrics, on_restart=self.monitor.forget)
                 await self.supervisor.start()
                 stack.push_async_callback(self.supervisor.stop)
             self._tasks["monitor"] = asyncio.create_task(

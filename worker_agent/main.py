@@ -73,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flotilla agent: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    # httpx logs every request at INFO: heartbeats would flood the log.
+    # httpx logs every request at INFO and httpcore every socket step at DEBUG: heartbeats would
+    # flood the log.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.INFO)
     log.info("starting with %s", describe(settings))
     result: list[int] = []
 

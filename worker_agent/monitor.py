@@ -83,6 +83,10 @@ class EngineMonitor:
             return EngineSignals()  # stale numbers would mislead the autoscaler and the router
         return self.window.signals()
 
+    def forget(self) -> None:
+        """The engine process was replaced: it must prove health, listing and warm-up again."""
+        self.state = EngineState(healthy=False, problem="engine restarted")
+
     # -- polling -----------------------------------------------------------------------------
 
     async def run(self, interval_s: float) -> None:

@@ -111,7 +111,10 @@ class EngineSupervisor:
                 self.on_restart()
 
     async def stop(self) -> int | None:
-        """Stop the engine for good: SIGTERM, then SIGKILL after the grace period."""
+        """Stop the engine for good: SIGTERM, then SIGKILL after the grace period (idempotent)."""
+        if self._stopping and self._watcher is None and (
+                self.process is None or self.process.returncode is not None):
+            return self.process.returncode if self.process else None
         self._stopping = True
         if self._watcher is not None:
             self._watcher.cancel()

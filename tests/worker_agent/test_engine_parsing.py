@@ -45,6 +45,12 @@ def test_tei_in_flight_is_started_minus_finished_minus_queued() -> None:
     assert sample.ttft is None and sample.e2e is not None
 
 
+def test_tei_releases_with_a_batch_gauge_report_it_as_running() -> None:
+    page = tei_page(queue=1, requests=10, successes=2) + "te_batch_current_size 4\n"
+    sample = adapter("tei").parse_metrics(page)
+    assert (sample.running, sample.waiting) == (4.0, 1.0)
+
+
 def test_tei_without_counters_reports_unknown_running() -> None:
     sample = adapter("tei").parse_metrics("te_queue_size 0\n")
     assert sample.running is None and sample.waiting == 0.0

@@ -4,9 +4,9 @@ Readiness: `GET /health` is 200 once the model is loaded; `GET /info` names the 
 (`model_id`); engines that only speak OpenAI's `GET /v1/models` are read as a fallback. Warm-up: a
 one-input `POST /embed`. Metrics: gauge `te_queue_size` (queued requests), counters
 `te_request_count`, `te_request_success` and `te_request_failure` (by method or error kind), and
-the `te_request_duration` histogram (seconds). TEI has no running-requests gauge: requests counted
-in but neither succeeded nor failed yet are the ones in flight, which is what `running` reports
-(queued ones included, so `waiting` is subtracted). TEI has no time-to-first-token.
+the `te_request_duration` histogram (seconds). Releases that export `te_batch_current_size` give
+`running` directly; current ones have no running gauge, so requests counted in but neither
+succeeded nor failed yet (minus the queued ones) are taken as running. TEI has no TTFT.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from worker_agent.histogram import Histogram
 from worker_agent.promtext import parse_samples, total
 
 QUEUE = "te_queue_size"
+BATCH = "te_batch_current_size"
 COUNT = "te_request_count"
 SUCCESS = "te_request_success"
 FAILURE = "te_request_failure"
@@ -24,7 +25,7 @@ DURATION = "te_request_duration"
 
 
 class TeiAdapter(EngineAdapter, name="tei"):
-    metric_names = frozenset({QUEUE, COUNT, SUCCESS, FAILURE, f"{DURATION}_bucket",
+    metric_names = frozenset({QUEUE, BATCH, COUNT, SUCCESS, FAILURE, f"{DURATION}_bucket",
                               f"{DURATION}_count", f"{DURATION}_sum"})
 
     async def list_models(self) -> list[str]:
@@ -55,8 +56,8 @@ class TeiAdapter(EngineAdapter, name="tei"):
         waiting = total(samples, QUEUE)
         started = total(samples, COUNT)
         finished = (total(samples, SUCCESS) or 0.0) + (total(samples, FAILURE) or 0.0)
-        running = None
-        if started is not None:
+        running = total(samples, BATCH)
+        if running is None and started is not None:
             running = max(0.0, started - finished - (waiting or 0.0))
         return EngineSample(
             running=running,

@@ -1,0 +1,63 @@
+"""Enrollment end to end: agent + real control plane + simulator + real Redis, over loopback."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from tests.worker_agent.conftest import Stack, eventually, is_ready, worker_of
+
+
+def assert_not_in_logs(secret: str, *services) -> None:
+    for service in services:
+        assert secret not in service.proc.log_text(), f"token leaked in {service.proc.name} log"
+
+
+async def test_agent_enrolls_with_a_bootstrap_token_kept_private_and_reused_after_restart(
+        stack: Stack, redis_server, key_prefix: str, tmp_path: Path) -> None:
+    cp = stack.control_plane(redis_server.url, key_prefix)
+    sim = stack.sim("--load-s", "1.5")
+    store = stack.store(redis_server.url, key_prefix)
+    await cp.proc.wait_http(cp.url + "/healthz")
+    token_file = tmp_path / "state" / "worker-token"
+    agent = stack.agent(engine_url=sim.url, control_plane=cp.url,
+                        WORKER_AUTH_TOKEN_FILE=str(token_file))
+    await agent.proc.wait_http(agent.url + "/healthz")
+
+    # Enrolled while the engine is still loading: the control plane knows it, not ready yet.
+    record = await eventually(lambda: worker_of(store), what="worker record")
+    assert record.status == "starting" and record.url == sim.url
+    assert record.agent_url == agent.url
+    loading = await stack.readyz(agent)
+    assert loading.status_code == 503
+    assert loading.json()["reason"].startswith("engine unhealthy: GET /health answered 503")
+
+    # The engine finishes loading: the agent's readiness, then the control plane's probe.
+    await agent.proc.wait_http(agent.url + "/readyz", timeout=30)
+    await eventually(lambda: is_ready(store, record.worker_id), what="worker in the ready set")
+    ready = await worker_of(store)
+    assert ready is not None and ready.status == "ready" and ready.probe_passed_at is not None
+
+    token = token_file.read_text().strip()
+    assert token.startswith("wt-flt-")
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+
+    # A crash and a restart: the token is read back from the file, no new bootstrap.
+    agent.proc.kill()
+    restarted = stack.agent(engine_url=sim.url, control_plane=cp.url, port=agent.port,
+                            WORKER_AUTH_TOKEN_FILE=str(token_file))
+    await restarted.proc.wait_http(restarted.url + "/readyz", timeout=30)
+
+    async def registered_again() -> bool:
+        value = await stack.metric(restarted, 'flotilla_agent_control_plane_calls_total{'
+                                              'call="heartbeat",outcome="ok"}')
+        return bool(value)
+
+    await eventually(registered_again, what="heartbeats after restart")
+    assert await stack.metric(restarted, 'flotilla_agent_control_plane_calls_total{'
+                                         'call="register",outcome="ok"}') == 1.0
+    assert await stack.metric(restarted, 'flotilla_agent_control_plane_calls_total{'
+                                         'call="register",outcome="bootstrapped"}') == 0.0
+    assert token_file.read_text().strip() == token
+    assert "worker token loaded from" in restarted.proc.log_text()
+    assert_not_in_logs(token, agent, restarted, cp)
