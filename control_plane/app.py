@@ -22,7 +22,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from control_plane.api import health, workers
+from control_plane.api import admin_workers, discovery, events, health, keys, workers
 from control_plane.errors import ControlPlaneError
 from control_plane.middleware import RequestIdMiddleware
 from control_plane.services import ControlPlane
@@ -32,7 +32,8 @@ from fleet.store import FleetStore, FleetStoreError, open_store
 
 log = logging.getLogger("flotilla.control_plane")
 
-API_MODULES = (health, workers)
+# Worker routes first: POST /v1/workers/register must not be taken for a worker id.
+API_MODULES = (health, workers, admin_workers, keys, events, discovery)
 
 
 def create_app(settings: ControlPlaneSettings, *, store: FleetStore | None = None,

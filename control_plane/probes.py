@@ -22,6 +22,7 @@ from typing import Protocol
 import httpx
 import orjson
 
+from control_plane.loops import raise_if_cancelling
 from control_plane.metrics import ControlPlaneMetrics
 
 log = logging.getLogger("flotilla.control_plane.probes")
@@ -95,6 +96,7 @@ class ReadinessProber:
                         self.start(self.subject.probe_targets(wanted))
                 except Exception:
                     log.exception("probe scheduling failed; carrying on")
+                raise_if_cancelling()
         finally:
             tasks = list(self._inflight.values())
             for task in tasks:

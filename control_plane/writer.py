@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 
+from control_plane.loops import raise_if_cancelling
 from control_plane.metrics import ControlPlaneMetrics
 from fleet.schemas import Event, WorkerRecord
 from fleet.store import TOPIC_WORKERS, FleetStore, FleetStoreError
@@ -113,6 +114,7 @@ class WorkerWriter:
                 error = await self._write(saves, deletes, events, publish)
             finally:
                 self._inflight = None
+            raise_if_cancelling()
             if waiter is not None and not waiter.done():
                 waiter.set_result(error)
             if error is None:

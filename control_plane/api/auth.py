@@ -33,18 +33,20 @@ def check_admin(request: Request) -> None:
 
 
 def admin(handler: Handler) -> Handler:
-    """Decorate an admin endpoint: authenticated first, counted by result."""
+    """Decorate an admin endpoint: authenticated first, counted by result, and answered once the
+    changes it queued (worker records, events) reached the store, so a client reads its writes."""
 
     @functools.wraps(handler)
     async def guarded(request: Request) -> Response:
-        metrics = request.state.cp.metrics
+        cp = request.state.cp
         try:
             check_admin(request)
             response = await handler(request)
         except ControlPlaneError as exc:
-            metrics.admin_requests.labels(str(exc.status)).inc()
+            cp.metrics.admin_requests.labels(str(exc.status)).inc()
             raise
-        metrics.admin_requests.labels(str(response.status_code)).inc()
+        await cp.writer.committed(cp.settings.store_write_wait_s)
+        cp.metrics.admin_requests.labels(str(response.status_code)).inc()
         return response
 
     return guarded

@@ -94,3 +94,42 @@ def beat(status: str = "ready", **fields: Any) -> dict[str, Any]:
 
 def bearer(token: str | None) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"} if token else {}
+
+
+async def eventually(predicate: Callable[[], Any], *, timeout: float = 10.0,
+                     message: str = "condition") -> Any:
+    """Poll `predicate` (sync or async) until it returns something truthy."""
+    import asyncio
+    import inspect
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} not reached within {timeout} s")
+        await asyncio.sleep(0.02)
+
+
+async def enroll(running: Running, instance_id: str = "i-1", **fields: Any) -> tuple[str, str]:
+    """Register a worker; returns (worker_id, token)."""
+    reply = await running.client.post("/v1/workers/register",
+                                      json=register_body(instance_id, **fields))
+    assert reply.status_code == 201, reply.text
+    return reply.json()["worker_id"], reply.json()["bootstrap_token"]
+
+
+async def heartbeat(running: Running, worker_id: str, token: str, **fields: Any
+                    ) -> httpx.Response:
+    status = fields.pop("status", "ready")
+    return await running.client.post(f"/v1/workers/{worker_id}/heartbeat",
+                                     json=beat(status, **fields), headers=bearer(token))
+
+
+async def ready_ids(running: Running, model_id: str = "m1") -> set[str]:
+    ready = await running.store.ready_workers()
+    return {r.worker_id for r in ready.get(model_id, [])}

@@ -74,6 +74,34 @@ async def test_registration_presenting_a_token_the_control_plane_lost_gets_a_new
     assert old.status_code == 401
 
 
+async def test_revoked_token_is_refused_and_the_worker_leaves_the_fleet(
+        running: Running) -> None:
+    first = (await register(running, "i-r")).json()
+    worker_id, token = first["worker_id"], first["bootstrap_token"]
+    client = running.client
+    assert (await client.post(f"/v1/workers/{worker_id}/heartbeat", json=beat(),
+                              headers=bearer(token))).status_code == 200
+
+    revoked = await client.delete("/v1/worker-tokens/i-r", headers=running.admin)
+    assert revoked.status_code == 200, revoked.text
+    assert revoked.json()["workers_removed"] == [worker_id]
+    assert await running.store.get_worker(worker_id) is None
+
+    heartbeat = await client.post(f"/v1/workers/{worker_id}/heartbeat", json=beat(),
+                                  headers=bearer(token))
+    assert heartbeat.status_code == 401
+    assert "revoked" in heartbeat.json()["error"]["message"]
+    assert (await register(running, "i-r", token=token)).status_code == 401
+    assert (await register(running, "i-r")).status_code == 401  # locked out, no new bootstrap
+
+    readmitted = await client.post("/v1/worker-tokens/i-r/readmit", headers=running.admin)
+    assert readmitted.status_code == 200
+    fresh = await register(running, "i-r")
+    assert fresh.status_code == 201
+    assert fresh.json()["bootstrap_token"] not in (None, token)
+    assert (await register(running, "i-r", token=token)).status_code == 401  # still revoked
+
+
 async def test_deregister_removes_the_worker(running: Running) -> None:
     first = (await register(running)).json()
     worker_id, token = first["worker_id"], first["bootstrap_token"]
