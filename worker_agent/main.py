@@ -1,6 +1,7 @@
 """`flotilla agent` / `python -m worker_agent`: read settings, find the instance id, serve, drain.
 
-Exit codes: 0 after a drain (or a clean stop), 1 if serving could not start, 2 for bad settings.
+Exit codes: 0 after a drain (or a clean stop), 2 for bad settings, another non-zero code if serving
+could not start (uvicorn's: port in use, engine command not found).
 SIGTERM and SIGINT start a drain (the agent keeps answering probes meanwhile); the same signal a
 second time cuts the wait for in-flight requests short.
 """

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from worker_agent.backoff import Backoff
+from worker_agent.errors import EngineError
 from worker_agent.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,12 @@ class EngineSupervisor:
         return self.process.pid if self.process is not None else None
 
     async def start(self) -> None:
-        """Start the engine (raises OSError if it cannot be executed) and watch over it."""
-        await self._spawn()
+        """Start the engine and watch over it; EngineError if it cannot be executed at all."""
+        try:
+            await self._spawn()
+        except OSError as exc:
+            raise EngineError(f"cannot start the engine {self.argv[0]!r}: "
+                              f"{exc.strerror or exc}") from None
         self._watcher = asyncio.create_task(self._watch(), name="engine-supervisor")
 
     async def _spawn(self) -> None:

@@ -35,11 +35,13 @@ async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 20
     last: Any = None
     while time.monotonic() < deadline:
         try:
-            last = await check()
+            result = await check()
         except (httpx.HTTPError, KeyError, IndexError) as exc:
-            last = exc
-        if last:
-            return last
+            last = exc  # not up yet, or not the shape expected yet: keep polling
+        else:
+            if result:
+                return result
+            last = result
         await asyncio.sleep(interval)
     raise AssertionError(f"{what} not reached in {timeout} s (last: {last!r})")
 

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from tests.support.ports import free_port
-from tests.worker_agent.conftest import Stack, eventually, is_ready, worker_of
+from tests.worker_agent.conftest import ADMIN_TOKEN, Stack, eventually, is_ready, worker_of
 
 
 async def test_a_spot_notice_drains_reports_the_deadline_deregisters_and_exits_zero(
@@ -103,3 +103,28 @@ async def test_sigterm_lets_in_flight_requests_finish_before_stopping_the_engine
     assert await worker_of(store) is None
     log = agent.proc.log_text()
     assert "draining (sigterm)" in log and "stopping the engine" in log
+
+
+async def test_a_drain_asked_by_the_control_plane_ends_in_deregistration_and_exit_zero(
+        stack: Stack, redis_server, key_prefix: str) -> None:
+    cp = stack.control_plane(redis_server.url, key_prefix)
+    sim = stack.sim()
+    store = stack.store(redis_server.url, key_prefix)
+    agent = stack.agent(engine_url=sim.url, control_plane=cp.url)
+    record = await eventually(lambda: worker_of(store), what="worker record")
+    await eventually(lambda: is_ready(store, record.worker_id), what="ready")
+
+    response = await stack.http.post(f"{cp.url}/v1/workers/{record.worker_id}/drain",
+                                     json={"reason": "scale_down"},
+                                     headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert response.status_code == 200, response.text
+
+    async def agent_draining() -> bool:
+        reply = await stack.readyz(agent)
+        return reply.status_code == 503 and reply.json()["reason"] == "draining (control_plane)"
+
+    await eventually(agent_draining, what="the agent to start draining")
+    assert await agent.proc.wait_exit(timeout=30) == 0
+    assert await worker_of(store) is None
+    log = agent.proc.log_text()
+    assert "draining (control_plane)" in log and "deregistered worker" in log

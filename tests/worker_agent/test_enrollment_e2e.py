@@ -5,6 +5,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+from tests.support.ports import free_port
 from tests.worker_agent.conftest import Stack, eventually, is_ready, worker_of
 
 
@@ -16,21 +17,29 @@ def assert_not_in_logs(secret: str, *services) -> None:
 async def test_agent_enrolls_with_a_bootstrap_token_kept_private_and_reused_after_restart(
         stack: Stack, redis_server, key_prefix: str, tmp_path: Path) -> None:
     cp = stack.control_plane(redis_server.url, key_prefix)
-    sim = stack.sim("--load-s", "1.5")
     store = stack.store(redis_server.url, key_prefix)
     await cp.proc.wait_http(cp.url + "/healthz")
     token_file = tmp_path / "state" / "worker-token"
-    agent = stack.agent(engine_url=sim.url, control_plane=cp.url,
+    sim_port = free_port()
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    # The agent starts first (as on a machine booting): no engine yet, then a loading engine.
+    agent = stack.agent(engine_url=sim_url, control_plane=cp.url,
                         WORKER_AUTH_TOKEN_FILE=str(token_file))
     await agent.proc.wait_http(agent.url + "/healthz")
-
-    # Enrolled while the engine is still loading: the control plane knows it, not ready yet.
     record = await eventually(lambda: worker_of(store), what="worker record")
-    assert record.status == "starting" and record.url == sim.url
+    assert record.status == "starting" and record.url == sim_url
     assert record.agent_url == agent.url
-    loading = await stack.readyz(agent)
-    assert loading.status_code == 503
-    assert loading.json()["reason"].startswith("engine unhealthy: GET /health answered 503")
+    assert (await stack.readyz(agent)).json()["reason"].startswith("engine unhealthy")
+
+    sim = stack.sim("--load-s", "4", port=sim_port)
+
+    async def loading() -> bool:
+        reply = await stack.readyz(agent)
+        return reply.status_code == 503 and reply.json()["reason"] == \
+            "engine unhealthy: GET /health answered 503"
+
+    await eventually(loading, what="the engine's loading period seen by the agent")
+    assert not await is_ready(store, record.worker_id)
 
     # The engine finishes loading: the agent's readiness, then the control plane's probe.
     await agent.proc.wait_http(agent.url + "/readyz", timeout=30)
