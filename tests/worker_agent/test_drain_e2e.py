@@ -22,18 +22,20 @@ async def test_a_spot_notice_drains_reports_the_deadline_deregisters_and_exits_z
     sim = stack.sim()
     store = stack.store(redis_server.url, key_prefix)
     # A drain that lasts a few seconds (settle time), so both notices land inside it; a short
-    # IMDS token TTL, so the watcher renews its session token along the way.
+    # IMDS token TTL, so the watcher renews its session token along the way. No INSTANCE_ID:
+    # on EC2 the agent takes the instance id from IMDS.
     agent = stack.agent(engine_url=sim.url, control_plane=cp.url, IMDS_URL=imds_url,
-                        IMDS_POLL_INTERVAL_S="0.1", IMDS_TOKEN_TTL_S="1",
+                        IMDS_POLL_INTERVAL_S="0.1", IMDS_TOKEN_TTL_S="1", INSTANCE_ID="",
                         DRAIN_SETTLE_S="2", DRAIN_DEADLINE_MARGIN_S="1")
-    record = await eventually(lambda: worker_of(store), what="worker record")
+    instance = imds.instance_id
+    record = await eventually(lambda: worker_of(store, instance), what="worker record")
     await eventually(lambda: is_ready(store, record.worker_id), what="ready")
-    assert (await worker_of(store)).drain_reason is None  # type: ignore[union-attr]
+    assert (await worker_of(store, instance)).drain_reason is None  # type: ignore[union-attr]
 
     imds.recommend_rebalance()
 
     async def draining(reason: str) -> bool:
-        current = await worker_of(store)
+        current = await worker_of(store, instance)
         return current is not None and current.status == "draining" and \
             current.drain_reason == reason
 
@@ -45,11 +47,11 @@ async def test_a_spot_notice_drains_reports_the_deadline_deregisters_and_exits_z
     deadline = time.time() + 30
     imds.interrupt(deadline)
     await eventually(lambda: draining("spot_interruption"), what="the interruption notice")
-    current = await worker_of(store)
+    current = await worker_of(store, instance)
     assert current is not None and current.drain_deadline == pytest.approx(deadline, abs=1.5)
 
     assert await agent.proc.wait_exit(timeout=30) == 0
-    assert await worker_of(store) is None  # deregistered, not left to expire
+    assert await worker_of(store, instance) is None  # deregistered, not left to expire
     assert imds.requests["token"] >= 2  # 1 s tokens were renewed
     assert imds.requests["unauthorized"] <= 2
     log = agent.proc.log_text()
