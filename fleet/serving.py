@@ -32,7 +32,7 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _config(listener: Listener, *, timeout_graceful_shutdown: float | None) -> uvicorn.Config:
+def _config(listener: Listener, *, timeout_graceful_shutdown: int | None) -> uvicorn.Config:
     return uvicorn.Config(
         listener.app,
         host=listener.host,
@@ -53,7 +53,7 @@ def _config(listener: Listener, *, timeout_graceful_shutdown: float | None) -> u
 async def serve_apps(
     listeners: Sequence[Listener],
     *,
-    timeout_graceful_shutdown: float | None = 30.0,
+    timeout_graceful_shutdown: int | None = 30,
     on_signal: Callable[[int], None] | None = None,
     stop: asyncio.Event | None = None,
     handle_signals: bool = True,
