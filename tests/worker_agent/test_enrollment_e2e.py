@@ -47,6 +47,16 @@ async def test_agent_enrolls_with_a_bootstrap_token_kept_private_and_reused_afte
     ready = await worker_of(store)
     assert ready is not None and ready.status == "ready" and ready.probe_passed_at is not None
 
+    async def load_reported() -> bool:
+        current = await worker_of(store)
+        return current is not None and current.kv_cache_usage is not None and \
+            current.requests_per_s is not None
+
+    await eventually(load_reported, what="engine signals in the heartbeats")
+    current = await worker_of(store)
+    assert current is not None and current.queue_depth == 0 and current.running == 0
+    assert current.gpu_util is None  # no GPU on this machine: nothing invented
+
     token = token_file.read_text().strip()
     assert token.startswith("wt-flt-")
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
