@@ -235,10 +235,14 @@ class WorkerRegistry:
             # A probe passed before the agent stopped being ready proves nothing about later.
             changes.update(probe_passed_at=None, probe_failures=0, probe_error=None)
             state.generation = self._next_generation()
+        became_ready = beat.status == "ready" and (
+            record.status != "ready"
+            or (record.probe_passed_at is None and not record.probe_failures))
         record = record.replace(**changes)
         self._commit(record, now)
-        if (beat.status == "ready" and record.drain_requested_at is None
-                and (record.probe_passed_at is None or record.probe_failures)):
+        if became_ready and record.drain_requested_at is None:
+            # Probe now rather than at the next periodic round; a worker whose probes fail is
+            # retried by the periodic round only (not on each of its heartbeats).
             self.probes.request(worker_id)
         return HeartbeatResponse(heartbeat_interval_s=self.interval_s,
                                  drain=record.drain_requested_at is not None)
