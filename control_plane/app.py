@@ -89,7 +89,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     message = {404: f"no such endpoint: {request.method} {request.url.path}",
                405: f"method {request.method} not allowed on {request.url.path}"}.get(
         exc.status_code, str(exc.detail))
-    return error_response(exc.status_code, message, headers=exc.headers)
+    return error_response(exc.status_code, message,
+                          headers=dict(exc.headers) if exc.headers else None)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -130,7 +131,11 @@ class ReadinessProber:
                 continue
             task = asyncio.create_task(self._probe(target), name=f"probe-{target.worker_id}")
             self._inflight[target.worker_id] = task
-            task.add_done_callback(lambda _, wid=target.worker_id: self._inflight.pop(wid, None))
+            task.add_done_callback(functools.partial(self._finished, target.worker_id))
+
+    def _finished(self, worker_id: str, task: asyncio.Task[None]) -> None:
+        if self._inflight.get(worker_id) is task:
+            del self._inflight[worker_id]
 
     async def _probe(self, target: ProbeTarget) -> None:
         async with self._slots:

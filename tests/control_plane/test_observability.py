@@ -52,9 +52,8 @@ async def test_service_discovery_lists_every_enrolled_agent(running: Running) ->
     reply = await running.client.get("/sd/workers")
     assert reply.status_code == 200
     groups = reply.json()
-    assert [g["targets"] for g in groups] == sorted(
-        [["127.0.0.1:9080"], ["[::1]:9081"]], key=lambda t: {"127.0.0.1:9080": first,
-                                                              "[::1]:9081": second}[t[0]])
+    assert sorted(g["targets"][0] for g in groups) == ["127.0.0.1:9080", "[::1]:9081"]
+    assert [g["labels"]["__meta_flotilla_worker_id"] for g in groups] == sorted([first, second])
     by_target = {g["targets"][0]: g["labels"] for g in groups}
     labels = by_target["127.0.0.1:9080"]
     assert labels["__meta_flotilla_worker_id"] == first
