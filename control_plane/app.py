@@ -3,7 +3,8 @@ services of `ControlPlane` entered in the lifespan, errors shaped like OpenAI's 
 
 `create_app(settings, store=None, http=None, metrics_registry=None, clock=time.time)`: with no
 store the app opens (and closes) one from `settings.redis_url`; an injected store belongs to the
-caller (`flotilla up` shares one `MemoryFleetStore` between the router and the control plane).
+caller (`flotilla up` shares one `MemoryFleetStore` between the router and the control plane), and
+so does an injected `http` (the aiohttp session of the readiness probes).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
+import aiohttp
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -37,7 +38,7 @@ API_MODULES = (health, workers, admin_workers, keys, events, discovery)
 
 
 def create_app(settings: ControlPlaneSettings, *, store: FleetStore | None = None,
-               http: httpx.AsyncClient | None = None,
+               http: aiohttp.ClientSession | None = None,
                metrics_registry: CollectorRegistry | None = None,
                clock: Callable[[], float] = time.time) -> Starlette:
     @contextlib.asynccontextmanager
@@ -88,7 +89,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     message = {404: f"no such endpoint: {request.method} {request.url.path}",
                405: f"method {request.method} not allowed on {request.url.path}"}.get(
         exc.status_code, str(exc.detail))
-    return error_response(exc.status_code, message, headers=exc.headers)
+    return error_response(exc.status_code, message,
+                          headers=dict(exc.headers) if exc.headers else None)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from control_plane.enrollment import choose_worker_id, registered_record, same_endpoint
 from control_plane.errors import Conflict, Forbidden, NotFound, StoreDown
 from control_plane.events import EventLog
 from control_plane.metrics import ControlPlaneMetrics
@@ -45,7 +46,6 @@ from control_plane.settings import ControlPlaneSettings
 from control_plane.tokens import WorkerTokens
 from control_plane.url_policy import UrlPolicy
 from control_plane.writer import WorkerWriter
-from fleet import secrets
 from fleet.schemas import (
     Heartbeat,
     HeartbeatResponse,
@@ -58,9 +58,6 @@ from fleet.schemas import (
 from fleet.store import INSTANCES, FleetStore, FleetStoreError, StoreUnavailable
 
 log = logging.getLogger("flotilla.control_plane.registry")
-
-# Facts an instance document (written by capacity providers) contributes to a worker record.
-INSTANCE_FACTS = ("provider", "pool", "instance_type", "zone", "provider_instance_id")
 
 
 @dataclass(slots=True)
@@ -177,18 +174,18 @@ class WorkerRegistry:
                 log.warning("registration of instance %s refused: %s", request.instance_id,
                             problem)
                 raise Forbidden(problem, param="url", code="url_refused")
-            worker_id, existing = self._choose_id(request)
+            worker_id, existing = choose_worker_id(self._records, request)
             issued = None
             if needs_token:
                 try:
                     issued = await self.tokens.issue(request.instance_id, now)
                 except FleetStoreError as exc:
                     raise StoreDown(f"fleet store unavailable, retry later: {exc}") from exc
-            record = self._registered_record(worker_id, request, instance, existing, now)
+            record = registered_record(worker_id, request, instance, existing, now)
             if existing is not None and existing.model_id != record.model_id:
                 # Leave the old model's ready set (the writer deletes before it saves).
                 self.writer.delete(worker_id)
-            if existing is None or not _same_endpoint(existing, record):
+            if existing is None or not same_endpoint(existing, record):
                 self._states.pop(worker_id, None)
             state = self._states.get(worker_id)
             if state is not None:
@@ -235,10 +232,14 @@ class WorkerRegistry:
             # A probe passed before the agent stopped being ready proves nothing about later.
             changes.update(probe_passed_at=None, probe_failures=0, probe_error=None)
             state.generation = self._next_generation()
+        became_ready = beat.status == "ready" and (
+            record.status != "ready"
+            or (record.probe_passed_at is None and not record.probe_failures))
         record = record.replace(**changes)
         self._commit(record, now)
-        if (beat.status == "ready" and record.drain_requested_at is None
-                and (record.probe_passed_at is None or record.probe_failures)):
+        if became_ready and record.drain_requested_at is None:
+            # Probe now rather than at the next periodic round; a worker whose probes fail is
+            # retried by the periodic round only (not on each of its heartbeats).
             self.probes.request(worker_id)
         return HeartbeatResponse(heartbeat_interval_s=self.interval_s,
                                  drain=record.drain_requested_at is not None)
@@ -379,46 +380,3 @@ class WorkerRegistry:
             return await self.store.get_doc(INSTANCES, instance_id)
         except FleetStoreError as exc:
             raise StoreDown(f"fleet store unavailable, retry later: {exc}") from exc
-
-    def _choose_id(self, request: RegisterRequest) -> tuple[str, WorkerRecord | None]:
-        if request.worker_id:
-            existing = self._records.get(request.worker_id)
-            if existing is not None and existing.instance_id != request.instance_id:
-                raise Conflict(f"worker id {request.worker_id} belongs to another instance",
-                               param="worker_id", code="worker_id_conflict")
-            return request.worker_id, existing
-        # An agent that restarted without WORKER_ID keeps its id: same instance, same agent URL.
-        for record in self._records.values():
-            if record.instance_id == request.instance_id and \
-                    record.agent_url == request.agent_url:
-                return record.worker_id, record
-        return secrets.new_id("w"), None
-
-    def _registered_record(self, worker_id: str, request: RegisterRequest,
-                           instance: dict[str, Any] | None, existing: WorkerRecord | None,
-                           now: float) -> WorkerRecord:
-        facts: dict[str, Any] = {"provider": "static",
-                                 "provider_instance_id": request.provider_instance_id}
-        for name in INSTANCE_FACTS:
-            if instance is not None and instance.get(name) is not None:
-                facts[name] = str(instance[name])
-        record = WorkerRecord(
-            worker_id=worker_id, instance_id=request.instance_id, model_id=request.model_id,
-            engine=request.engine, url=request.url, agent_url=request.agent_url,
-            registered_at=now, last_heartbeat=now, **facts)
-        if existing is not None and _same_endpoint(existing, record):
-            # The same engine at the same place: what the agent and the probe said still holds.
-            keep = ("status", "queue_depth", "inflight", "running", "waiting", "gpu_util",
-                    "kv_cache_usage", "ttft_p95_ms", "e2e_p95_ms", "requests_per_s",
-                    "probe_passed_at", "probe_failures", "probe_error", "drain_requested_at",
-                    "drain_reason", "drain_deadline")
-            record = record.replace(**{name: getattr(existing, name) for name in keep})
-        elif existing is not None and existing.drain_requested_at is not None:
-            record = record.replace(drain_requested_at=existing.drain_requested_at,
-                                    drain_reason=existing.drain_reason)
-        return record
-
-
-def _same_endpoint(a: WorkerRecord, b: WorkerRecord) -> bool:
-    return (a.model_id, a.engine, a.url, a.agent_url) == (b.model_id, b.engine, b.url,
-                                                           b.agent_url)

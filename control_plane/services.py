@@ -21,14 +21,14 @@ import logging
 import time
 from collections.abc import Callable
 
-import httpx
+import aiohttp
 from prometheus_client import CollectorRegistry
 
 from control_plane.events import EventLog
 from control_plane.keys import ApiKeys
 from control_plane.loops import OwnedTasks, periodic
 from control_plane.metrics import ControlPlaneMetrics
-from control_plane.probes import ProbeRequests, ReadinessProber
+from control_plane.probes import ProbeRequests, ReadinessProber, probe_session
 from control_plane.registry import WorkerRegistry
 from control_plane.settings import ControlPlaneSettings
 from control_plane.store_guard import StoreGuard
@@ -44,7 +44,7 @@ STARTUP_STORE_WAIT_S = 30.0  # how long start-up waits for the store before givi
 
 class ControlPlane:
     def __init__(self, settings: ControlPlaneSettings, store: FleetStore, *,
-                 http: httpx.AsyncClient | None = None,
+                 http: aiohttp.ClientSession | None = None,
                  metrics_registry: CollectorRegistry | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
@@ -52,13 +52,9 @@ class ControlPlane:
         self.clock = clock
         self.metrics = ControlPlaneMetrics(metrics_registry or CollectorRegistry())
         self._own_http = http is None
-        self.http = http or httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.probe_timeout_s),
-            limits=httpx.Limits(max_connections=settings.probe_concurrency,
-                                max_keepalive_connections=settings.probe_concurrency,
-                                keepalive_expiry=settings.probe_interval_s * 2),
-            follow_redirects=False, trust_env=False)
-        self.writer = WorkerWriter(store, self.metrics)
+        self.http = http or probe_session(timeout_s=settings.probe_timeout_s,
+                                          concurrency=settings.probe_concurrency)
+        self.writer = WorkerWriter(store, self.metrics, coalesce_s=settings.store_write_coalesce_s)
         self.events = EventLog(self.writer, self.metrics, clock)
         self.tokens = WorkerTokens(store)
         self.keys = ApiKeys(store, clock)
@@ -120,4 +116,4 @@ class ControlPlane:
             await self.tasks.aclose()
         finally:
             if self._own_http:
-                await self.http.aclose()
+                await self.http.close()

@@ -56,6 +56,9 @@ class ControlPlaneSettings:
     store_check_interval_s: float = option(1.0, flag="--store-check-interval", minimum=0.05,
                                            env="CONTROL_PLANE_STORE_CHECK_INTERVAL_S",
                                            help="how often the store's epoch is checked")
+    store_write_coalesce_s: float = option(0.02, flag="--store-write-coalesce", minimum=0.0,
+                                           maximum=1.0, env="CONTROL_PLANE_STORE_WRITE_COALESCE_S",
+                                           help="wait this long to batch worker writes together")
     store_write_wait_s: float = option(1.0, flag="--store-write-wait", minimum=0.0,
                                        env="CONTROL_PLANE_STORE_WRITE_WAIT_S",
                                        help="how long a worker call waits for its store write")

@@ -28,7 +28,8 @@ log = logging.getLogger("flotilla.control_plane.store_guard")
 
 
 class Reseedable(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     async def reseed(self) -> int: ...
 

@@ -36,9 +36,11 @@ RETRY_MAX_S = 5.0
 
 
 class WorkerWriter:
-    def __init__(self, store: FleetStore, metrics: ControlPlaneMetrics) -> None:
+    def __init__(self, store: FleetStore, metrics: ControlPlaneMetrics, *,
+                 coalesce_s: float = 0.0) -> None:
         self.store = store
         self.metrics = metrics
+        self.coalesce_s = coalesce_s
         self._saves: dict[str, tuple[WorkerRecord, bool]] = {}
         self._deletes: set[str] = set()
         self._events: list[Event] = []
@@ -104,6 +106,9 @@ class WorkerWriter:
         delay = RETRY_MIN_S
         while True:
             await self._wake.wait()
+            if self.coalesce_s:
+                # Let the changes of the next few milliseconds join this round trip.
+                await asyncio.sleep(self.coalesce_s)
             self._wake.clear()
             saves, deletes, events, publish = self._saves, self._deletes, self._events, \
                 self._publish

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -67,8 +68,6 @@ async def test_keys_are_created_listed_and_deleted_with_the_raw_key_shown_once(
 
 
 async def test_key_changes_notify_routers(running: Running) -> None:
-    import asyncio
-
     async with running.store.subscribe() as subscription:
         iterator = subscription.__aiter__()
         await asyncio.sleep(0.05)

@@ -145,6 +145,7 @@ async def test_plain_heartbeats_do_not_notify_routers(
         worker_id, token = await enroll(running, agent_url=agent.url)
         await heartbeat(running, worker_id, token)
         await eventually(lambda: ready_ids(running), message="ready")
+        assert await running.cp.writer.drained(5)  # the `ready` notification is out
         async with running.store.subscribe() as subscription:
             topics: list[str] = []
 

@@ -53,8 +53,7 @@ async def test_a_flushed_store_is_reseeded_from_memory(
         keys = await running.store.get_docs(KEYS)
         assert [(d["id"], d["key_hash"] == h) for h, d in keys.items()] == [(key["id"], True)]
         assert list(await running.store.get_docs(WORKER_TOKENS)) == ["i-1"]
-        events = [e.kind for e in await running.store.recent_events()]
-        assert "store.reseeded" in events
+        await eventually(lambda: _has_event(running, "store.reseeded"), message="event")
         # The agent notices nothing: its token and worker id still work.
         assert (await heartbeat(running, worker_id, token)).status_code == 200
 
@@ -111,3 +110,7 @@ async def test_a_restart_after_a_long_outage_gives_workers_time_to_heartbeat(
 
 async def _gone(running: Running, worker_id: str) -> bool:
     return await running.store.get_worker(worker_id) is None
+
+
+async def _has_event(running: Running, kind: str) -> bool:
+    return kind in [e.kind for e in await running.store.recent_events()]
