@@ -11,6 +11,7 @@ import sys
 
 # name -> (module with main(argv), one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "agent": ("worker_agent.main", "a worker agent beside an engine (vLLM or TEI)"),
 }
 
 
