@@ -53,7 +53,7 @@ class BootSpec:
     vllm_image: str = "vllm/vllm-openai:latest"
     tei_image: str = "ghcr.io/huggingface/text-embeddings-inference:1.5"
     hf_token_parameter: str | None = None  # SSM SecureString name holding HF_TOKEN
-    drain_timeout_s: int = 120  # how long systemd lets the agent drain at shutdown
+    drain_timeout_s: int = 120  # the agent's DRAIN_TIMEOUT_S; systemd waits 30 s more
 
     def __post_init__(self) -> None:
         if self.engine not in ("vllm", "tei"):
@@ -96,6 +96,7 @@ def worker_env(spec: BootSpec) -> dict[str, str]:
         "ENGINE": spec.engine,
         "ENGINE_URL": f"http://127.0.0.1:{spec.engine_port}",
         "WORKER_AUTH_TOKEN_FILE": "/var/lib/flotilla/worker-token",
+        "DRAIN_TIMEOUT_S": str(spec.drain_timeout_s),
         "LOG_FORMAT": "json",
     }
     if spec.tensor_parallel_size:
@@ -183,7 +184,7 @@ Wants=network-online.target
 EnvironmentFile=/etc/flotilla/worker.env
 ExecStart=/opt/flotilla/venv/bin/flotilla agent --host 0.0.0.0 --port {AGENT_PORT}
 KillSignal=SIGTERM
-TimeoutStopSec={spec.drain_timeout_s}
+TimeoutStopSec={spec.drain_timeout_s + 30}
 Restart=on-failure
 RestartSec=5
 [Install]

@@ -35,7 +35,8 @@ def test_worker_env_carries_the_spec_variables() -> None:
         "CONTROL_PLANE_URL": "http://10.0.0.5:8003", "MODEL_ID": "Qwen/Qwen2.5-14B-Instruct-AWQ",
         "INSTANCE_ID": "inst_0123456789abcdef", "ENGINE": "vllm",
         "ENGINE_URL": "http://127.0.0.1:8000",
-        "WORKER_AUTH_TOKEN_FILE": "/var/lib/flotilla/worker-token", "LOG_FORMAT": "json",
+        "WORKER_AUTH_TOKEN_FILE": "/var/lib/flotilla/worker-token", "DRAIN_TIMEOUT_S": "120",
+        "LOG_FORMAT": "json",
         "TENSOR_PARALLEL_SIZE": "2", "GPU_MEMORY_UTILIZATION": "0.85"}
     imds = section(script, "<<FLOTILLA_IMDS", "FLOTILLA_IMDS")
     assert "ADVERTISE_URL=http://$PRIVATE_IP:8000" in imds
