@@ -15,6 +15,7 @@ Workers enrolled by hand (unmanaged) and replicas already draining are never cho
 from __future__ import annotations
 
 import collections
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -48,7 +49,7 @@ def choose_victims(replicas: Sequence[Replica], count: int, *,
     while remaining and len(orders) < count:
         pools = collections.Counter((r.instance_type, r.zone) for r in remaining)
         zones = collections.Counter(r.zone for r in remaining)
-        victim = min(remaining, key=lambda r, p=pools, z=zones: _preference(r, p, z))
+        victim = min(remaining, key=functools.partial(_preference, pools=pools, zones=zones))
         remaining.remove(victim)
         orders.append(DrainOrder(victim.instance_id, victim.worker_id, reason,
                                  release_now=victim.state == "booting"))

@@ -167,8 +167,8 @@ class AwsProvider(CapacityProvider, name="aws"):
                                               request.max_price_per_hour)
         markets.append(spot_slots)
         if request.on_demand_fallback:
-            od_prices = {(t, z): self.config.on_demand_prices.get(t) for t in types
-                         for z, _ in zones}
+            od_prices: dict[tuple[str, str | None], float | None] = {
+                (t, z): self.config.on_demand_prices.get(t) for t in types for z, _ in zones}
             od_slots, skipped = eligible_slots(types, zones, "on-demand", od_prices,
                                                request.max_price_per_hour)
             markets.append(od_slots)

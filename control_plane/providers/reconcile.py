@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from control_plane.providers.base import CapacityError, CapacityProvider, Instance
 from fleet.catalog import Pool
-from fleet.schemas import Event, WorkerRecord
+from fleet.schemas import Event, Severity, WorkerRecord
 from fleet.store import INSTANCES, POOLS, TOPIC_WORKERS, FleetStore, from_doc
 
 log = logging.getLogger("flotilla.capacity.reconcile")
@@ -60,7 +60,7 @@ class ReconcileAction:
     worker_ids: tuple[str, ...] = ()  # forget: workers removed with the instance
 
     def event(self, now: float) -> Event:
-        severity = "warning" if self.kind in ("adopt", "terminate") else "info"
+        severity: Severity = "warning" if self.kind in ("adopt", "terminate") else "info"
         kind = {"adopt": "instance.adopted", "terminate": "instance.terminated",
                 "forget": "instance.forgotten"}[self.kind]
         return Event(ts=now, kind=kind, severity=severity, subject=self.instance_id,
