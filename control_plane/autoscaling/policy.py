@@ -170,7 +170,9 @@ class Autoscaler:
         cap = s.spec.max_price_per_hour
         if cap is None:
             return target
-        spend = s.spend_per_hour
+        # A live replica of unknown price is assumed to cost what the next one would.
+        spend = sum(r.price_per_hour if r.price_per_hour is not None
+                    else (s.next_price_per_hour or 0.0) for r in s.live)
         if target > current:
             price = s.next_price_per_hour
             if price is None:

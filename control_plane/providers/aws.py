@@ -309,10 +309,11 @@ class AwsProvider(CapacityProvider, name="aws"):
 
     # terminate and list -----------------------------------------------------------------------
     async def terminate(self, instance_ids: Sequence[str]) -> list[str]:
-        if not instance_ids:
-            return []
-        found = await self._describe([
-            {"Name": f"tag:{TAG_INSTANCE_ID}", "Values": list(instance_ids)}])
+        found: list[Instance] = []
+        ids = list(dict.fromkeys(instance_ids))
+        for start in range(0, len(ids), 200):  # EC2 takes up to 200 values per filter
+            found += await self._describe([
+                {"Name": f"tag:{TAG_INSTANCE_ID}", "Values": ids[start:start + 200]}])
         live = [i for i in found if i.state != "shutting-down"]
         if live:
             ids = [i.provider_instance_id for i in live]
