@@ -264,3 +264,10 @@ def test_registry_names_the_policies_and_refuses_unknown_ones() -> None:
     assert {"target_tracking", "queue_depth_only", "static"} <= set(Autoscaler.registered())
     with pytest.raises(KeyError, match="unknown autoscaler"):
         Autoscaler.make("nope")
+
+
+def test_replicas_of_unknown_price_count_at_the_next_price_under_a_cap() -> None:
+    spec = pool(max_price_per_hour=2.0)
+    decision = policy().decide(signals(ready(2, price=None), spec, queue_depth=40.0,
+                                       next_price_per_hour=0.9), 0)
+    assert decision.target == 2  # 2 x 0.9 estimated: a third would pass the cap
