@@ -12,6 +12,7 @@ import sys
 # name -> (module with main(argv), one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
     "agent": ("worker_agent.main", "a worker agent beside an engine (vLLM or TEI)"),
+    "sim": ("simulator.cli", "a vLLM / TEI compatible engine simulator (no GPU needed)"),
 }
 
 
