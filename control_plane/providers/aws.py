@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -54,6 +54,8 @@ from control_plane.providers.aws_client import (
     error_code,
     error_message,
 )
+from control_plane.providers.aws_config import AwsProviderConfig
+from control_plane.providers.aws_inventory import TAG_PRICE, describe_managed, instance_from_ec2
 from control_plane.providers.aws_prices import SpotPriceBook
 from control_plane.providers.base import (
     TAG_CLUSTER,
@@ -72,7 +74,6 @@ from control_plane.providers.base import (
     PriceCapExceeded,
     ProviderRejected,
     ProviderUnavailable,
-    check_safe_value,
 )
 from control_plane.providers.interruptions import DemotionTracker
 from control_plane.providers.placement import Slot, eligible_slots, order_slots
@@ -80,12 +81,6 @@ from control_plane.providers.userdata import BootSpec, render
 from fleet.secrets import new_id
 
 log = logging.getLogger("flotilla.capacity.aws")
-
-# The Deep Learning Base AMI (OSS NVIDIA driver, Docker + NVIDIA container toolkit), Ubuntu 24.04
-# for a Python >= 3.11 to run the agent. Name rule: docs.aws.amazon.com/dlami/latest/devguide/
-# find-dlami-id.html ("/aws/service/deeplearning/ami/$arch/$ami_type/latest/ami-id").
-DEFAULT_AMI_PARAMETER = (
-    "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id")
 
 SLOT_ERRORS = frozenset({
     "InsufficientInstanceCapacity", "InsufficientCapacity", "Unsupported",
@@ -95,41 +90,6 @@ CAPACITY_ERRORS = frozenset({"InsufficientInstanceCapacity", "InsufficientCapaci
                              "InsufficientHostCapacity"})
 MARKET_ERRORS = frozenset({"MaxSpotInstanceCountExceeded", "VcpuLimitExceeded",
                            "InstanceLimitExceeded"})
-LIVE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
-
-
-@dataclass(frozen=True)
-class AwsProviderConfig:
-    cluster: str  # value of the flotilla:cluster tag: separates control planes sharing an account
-    agent_package: str  # pip requirement the instance installs (wheel URL, private index pin)
-    region: str | None = None  # None: the standard AWS chain (AWS_REGION, profile, ...)
-    endpoint_url: str | None = None  # None: AWS_ENDPOINT_URL if set, else the real endpoint
-    subnet_ids: tuple[str, ...] = ()  # empty: the default subnet of every zone (default VPC)
-    security_group_ids: tuple[str, ...] = ()
-    ami_id: str | None = None  # None: resolved from `ami_parameter` through SSM
-    ami_parameter: str = DEFAULT_AMI_PARAMETER
-    instance_profile: str | None = None  # name or ARN (for the HF token parameter, logs)
-    key_name: str | None = None
-    root_volume_gb: int | None = None  # None: the AMI's default size
-    default_instance_types: tuple[str, ...] = ()
-    on_demand_prices: Mapping[str, float] = field(default_factory=dict)  # $/h, operator's figures
-    spot_price_ttl_s: float = 300.0
-    ami_ttl_s: float = 3600.0
-    product_description: str = "Linux/UNIX"
-    vllm_image: str = "vllm/vllm-openai:latest"
-    tei_image: str = "ghcr.io/huggingface/text-embeddings-inference:1.5"
-    hf_token_parameter: str | None = None
-    drain_timeout_s: int = 120
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 30.0
-    api_timeout_s: float = 60.0  # one call, botocore retries included
-    launch_retries: int = 2  # extra tries of one slot after a transient failure (same token)
-    launch_retry_delay_s: float = 1.0
-
-    def __post_init__(self) -> None:
-        check_safe_value("cluster", self.cluster)
-
-
 class AwsProvider(CapacityProvider, name="aws"):
     def __init__(
         self,
@@ -259,8 +219,8 @@ class AwsProvider(CapacityProvider, name="aws"):
                     raise error from exc
             else:
                 raw = response["Instances"][0]
-                return self._instance(raw, fallback_pool=request.pool,
-                                      price=slot.price_per_hour, market=slot.market)
+                return instance_from_ec2(raw, now=self._clock(), fallback_pool=request.pool,
+                                         price=slot.price_per_hour, market=slot.market)
             await asyncio.sleep(self.config.launch_retry_delay_s * (2 ** retry))
         raise ProviderUnavailable(f"RunInstances {slot.instance_type}: retries exhausted")
 
@@ -275,7 +235,7 @@ class AwsProvider(CapacityProvider, name="aws"):
             {"Key": "Name", "Value": f"flotilla-{request.pool}-{instance_id[-8:]}"},
         ]
         if slot.price_per_hour is not None:
-            tags.append({"Key": "flotilla:price-per-hour", "Value": f"{slot.price_per_hour:.6f}"})
+            tags.append({"Key": TAG_PRICE, "Value": f"{slot.price_per_hour:.6f}"})
         params: dict[str, Any] = {
             "ImageId": image_id,
             "InstanceType": slot.instance_type,
@@ -312,8 +272,9 @@ class AwsProvider(CapacityProvider, name="aws"):
         found: list[Instance] = []
         ids = list(dict.fromkeys(instance_ids))
         for start in range(0, len(ids), 200):  # EC2 takes up to 200 values per filter
-            found += await self._describe([
-                {"Name": f"tag:{TAG_INSTANCE_ID}", "Values": ids[start:start + 200]}])
+            found += await describe_managed(self._aws, self.config.cluster, [
+                {"Name": f"tag:{TAG_INSTANCE_ID}", "Values": ids[start:start + 200]}],
+                self._clock)
         live = [i for i in found if i.state != "shutting-down"]
         if live:
             ids = [i.provider_instance_id for i in live]
@@ -323,61 +284,7 @@ class AwsProvider(CapacityProvider, name="aws"):
 
     async def list_instances(self, pool: str | None = None) -> list[Instance]:
         filters = [{"Name": f"tag:{TAG_POOL}", "Values": [pool]}] if pool else []
-        return await self._describe(filters)
-
-    async def _describe(self, extra_filters: list[dict[str, Any]]) -> list[Instance]:
-        filters = [
-            {"Name": f"tag:{TAG_CLUSTER}", "Values": [self.config.cluster]},
-            {"Name": f"tag:{TAG_MANAGED}", "Values": ["true"]},
-            {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
-            *extra_filters,
-        ]
-
-        async def describe(client: Any) -> list[dict[str, Any]]:
-            rows: list[dict[str, Any]] = []
-            paginator = client.get_paginator("describe_instances")
-            async for page in paginator.paginate(Filters=filters):
-                for reservation in page.get("Reservations", []):
-                    rows.extend(reservation.get("Instances", []))
-            return rows
-
-        rows = await self._aws.call("DescribeInstances", describe)
-        instances = []
-        for raw in rows:
-            tags = {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
-            if TAG_INSTANCE_ID not in tags:
-                log.warning("instance %s carries our cluster tag but no %s tag; left alone",
-                            raw.get("InstanceId"), TAG_INSTANCE_ID)
-                continue
-            instances.append(self._instance(raw))
-        return instances
-
-    def _instance(self, raw: Mapping[str, Any], *, fallback_pool: str | None = None,
-                  price: float | None = None, market: Market | None = None) -> Instance:
-        tags = {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
-        if price is None and "flotilla:price-per-hour" in tags:
-            try:
-                price = float(tags["flotilla:price-per-hour"])
-            except ValueError:
-                price = None
-        launched = raw.get("LaunchTime")
-        launched_at = launched.timestamp() if isinstance(launched, datetime) else self._clock()
-        lifecycle: Market = "spot" if raw.get("InstanceLifecycle") == "spot" else "on-demand"
-        return Instance(
-            instance_id=tags.get(TAG_INSTANCE_ID, raw["InstanceId"]),
-            provider="aws",
-            provider_instance_id=raw["InstanceId"],
-            pool=tags.get(TAG_POOL, fallback_pool or ""),
-            instance_type=raw.get("InstanceType", ""),
-            zone=raw.get("Placement", {}).get("AvailabilityZone"),
-            market=market or lifecycle,
-            private_ip=raw.get("PrivateIpAddress"),
-            launched_at=launched_at,
-            price_per_hour=price,
-            model_id=tags.get(TAG_MODEL),
-            state=raw.get("State", {}).get("Name", "unknown"),
-            details={"subnet_id": raw.get("SubnetId")},
-        )
+        return await describe_managed(self._aws, self.config.cluster, filters, self._clock)
 
     # prices, zones, image ---------------------------------------------------------------------
     async def price(self, instance_type: str, *, market: Market = "spot",
