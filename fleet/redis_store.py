@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import orjson
@@ -29,7 +29,9 @@ R = TypeVar("R")
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
-def _mapped(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def _mapped(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
@@ -38,6 +40,10 @@ def _mapped(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             raise StoreUnavailable(f"redis unavailable: {exc}") from exc
 
     return wrapper
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 class _RedisSubscription:
@@ -51,8 +57,7 @@ class _RedisSubscription:
         try:
             async for message in self._pubsub.listen():
                 if message.get("type") == "message":
-                    data = message["data"]
-                    yield data.decode() if isinstance(data, bytes) else str(data)
+                    yield _text(message["data"])
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"redis subscription lost: {exc}") from exc
 
@@ -97,7 +102,7 @@ class RedisFleetStore:
     @_mapped
     async def get_epoch(self) -> str | None:
         raw = await self._redis.get(self._key("epoch"))
-        return None if raw is None else raw.decode()
+        return None if raw is None else _text(raw)
 
     @_mapped
     async def ensure_epoch(self, candidate: str) -> tuple[str, bool]:
@@ -105,7 +110,7 @@ class RedisFleetStore:
             pipe.set(self._key("epoch"), candidate, nx=True)
             pipe.get(self._key("epoch"))
             created, current = await pipe.execute()
-        return current.decode(), bool(created)
+        return _text(current), bool(created)
 
     # documents --------------------------------------------------------------------------------
     @_mapped
@@ -116,7 +121,7 @@ class RedisFleetStore:
     @_mapped
     async def get_docs(self, collection: str) -> dict[str, dict[str, Any]]:
         raw = await self._redis.hgetall(self._key("doc", collection))
-        return {k.decode(): orjson.loads(v) for k, v in raw.items()}
+        return {_text(k): orjson.loads(v) for k, v in raw.items()}
 
     @_mapped
     async def put_doc(self, collection: str, doc_id: str, doc: Any) -> None:
@@ -172,14 +177,14 @@ class RedisFleetStore:
 
     @_mapped
     async def ready_workers(self) -> dict[str, list[WorkerRecord]]:
-        models = sorted(m.decode() for m in await self._redis.smembers(self._key("models")))
+        models = sorted(_text(m) for m in await self._redis.smembers(self._key("models")))
         if not models:
             return {}
         async with self._redis.pipeline(transaction=False) as pipe:
             for model_id in models:
                 pipe.smembers(self._key("ready", model_id))
             memberships = await pipe.execute()
-        by_model = {m: sorted(w.decode() for w in ids)
+        by_model = {m: sorted(_text(w) for w in ids)
                     for m, ids in zip(models, memberships, strict=True) if ids}
         ids = [w for members in by_model.values() for w in members]
         if not ids:
@@ -232,7 +237,7 @@ class RedisFleetStore:
     @_mapped
     async def get_counts(self, key: str) -> dict[str, int]:
         raw = await self._redis.hgetall(self._key("count", key))
-        return {k.decode(): int(v) for k, v in raw.items()}
+        return {_text(k): int(v) for k, v in raw.items()}
 
     @_mapped
     async def set_value(self, key: str, value: bytes, ttl_s: float) -> None:
@@ -240,8 +245,8 @@ class RedisFleetStore:
 
     @_mapped
     async def get_value(self, key: str) -> bytes | None:
-        value: bytes | None = await self._redis.get(self._key("value", key))
-        return value
+        value = await self._redis.get(self._key("value", key))
+        return value.encode() if isinstance(value, str) else value
 
     @_mapped
     async def delete_value(self, key: str) -> bool:

@@ -32,7 +32,7 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _config(listener: Listener, *, timeout_graceful_shutdown: float | None) -> uvicorn.Config:
+def _config(listener: Listener, *, timeout_graceful_shutdown: int | None) -> uvicorn.Config:
     return uvicorn.Config(
         listener.app,
         host=listener.host,
@@ -53,11 +53,16 @@ def _config(listener: Listener, *, timeout_graceful_shutdown: float | None) -> u
 async def serve_apps(
     listeners: Sequence[Listener],
     *,
-    timeout_graceful_shutdown: float | None = 30.0,
+    timeout_graceful_shutdown: int | None = 30,
     on_signal: Callable[[int], None] | None = None,
     stop: asyncio.Event | None = None,
+    handle_signals: bool = True,
 ) -> None:
-    """Serve every listener until SIGINT/SIGTERM (or `stop` is set), then shut all down."""
+    """Serve every listener until SIGINT/SIGTERM (or `stop` is set), then shut all down.
+
+    `handle_signals=False` leaves SIGINT/SIGTERM to the caller, which then ends serving by
+    setting `stop` (the worker agent drains on SIGTERM and keeps answering probes meanwhile).
+    """
     servers = [
         _Server(_config(item, timeout_graceful_shutdown=timeout_graceful_shutdown))
         for item in listeners
@@ -71,7 +76,7 @@ async def serve_apps(
         stop.set()
 
     installed = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM) if handle_signals else ():
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, _handle, signum)
             installed.append(signum)

@@ -160,7 +160,7 @@ def load_settings(
     args = parser.parse_args(list(argv or []))
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
-    for field in dataclasses.fields(cls):
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
         meta: _Option | None = field.metadata.get("option")
         if meta is None:
             continue

@@ -12,6 +12,8 @@ import sys
 # name -> (module with main(argv), one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
     "router": ("router.main", "the OpenAI-compatible router (data plane)"),
+    "control-plane": ("control_plane.main", "the control plane alone (REDIS_URL required)"),
+    "agent": ("worker_agent.main", "a worker agent beside an engine (vLLM or TEI)"),
     "sim": ("simulator.cli", "a vLLM / TEI compatible engine simulator (no GPU needed)"),
 }
 

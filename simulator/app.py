@@ -23,14 +23,14 @@ from typing import Protocol
 import orjson
 
 from simulator.errors import RequestError, vllm_error_body
-from simulator.httpserver import Exchange, Request
+from simulator.httpserver import Exchange, Handler, Request
 from simulator.metrics import CONTENT_TYPE, Registry
 from simulator.runtime import Runtime
 from simulator.settings import SimulatorSettings
 
 log = logging.getLogger("simulator")
 
-Route = Callable[[Request, Exchange], Awaitable[None]]
+Route = Handler
 
 
 class EngineKind(Protocol):

@@ -4,7 +4,8 @@ Why not uvicorn + ASGI: an engine imitation needs the connection itself. A clien
 must cancel its request at once, wherever it is (queued, hung, streaming): here `connection_lost`
 cancels the request's task directly, with no watcher task per request. A dying engine must cut a
 stream without finishing it: here `abort()` closes the socket, where an ASGI app can only raise
-and have the server log an error. It is also about twice as fast per request (docs/simulator.md).
+and have the server log an error. Its speed, next to a bare app on uvicorn sending the same
+bytes, is measured by scripts/bench/simulator_throughput.py (figures in docs/simulator.md).
 
 Supported: keep-alive, pipelined requests (answered in order), `Expect: 100-continue`, request
 bodies with content-length or chunked encoding (httptools decodes both), fixed-length responses
@@ -41,16 +42,30 @@ _REASONS = {
 
 
 class Request:
-    __slots__ = ("method", "path", "query", "headers", "body", "keep_alive")
+    __slots__ = ("method", "path", "query", "body", "keep_alive", "_raw_headers", "_headers")
 
-    def __init__(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes,
+    def __init__(self, method: str, path: str, query: str,
+                 headers: dict[str, str] | list[tuple[bytes, bytes]], body: bytes,
                  keep_alive: bool) -> None:
         self.method = method
         self.path = path
         self.query = query
-        self.headers = headers
         self.body = body
         self.keep_alive = keep_alive
+        if isinstance(headers, dict):
+            self._headers: dict[str, str] | None = headers
+            self._raw_headers: list[tuple[bytes, bytes]] = []
+        else:
+            self._headers = None
+            self._raw_headers = headers
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Header names in lower case; decoded on first use (most routes never look)."""
+        if self._headers is None:
+            self._headers = {name.decode("latin-1").lower(): value.decode("latin-1")
+                             for name, value in self._raw_headers}
+        return self._headers
 
 
 Handler = Callable[[Request, "Exchange"], Awaitable[None]]
@@ -145,18 +160,16 @@ class HttpConnection(asyncio.Protocol):
         self._body_too_large = False
         self._pending: deque[Request] = deque()
         self.task: asyncio.Task[None] | None = None
-        self._idle: asyncio.TimerHandle | None = None
+        self.last_activity = self._loop.time()
 
     # asyncio.Protocol
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         self._server.connections.add(self)
-        self._arm_idle_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._server.connections.discard(self)
-        self._cancel_idle_timer()
         if self.task is not None and not self.task.done():
             self.task.cancel()
         waiter = self._drain_waiter
@@ -164,7 +177,7 @@ class HttpConnection(asyncio.Protocol):
             waiter.set_exception(ClientDisconnected())
 
     def data_received(self, data: bytes) -> None:
-        self._cancel_idle_timer()
+        self.last_activity = self._loop.time()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -223,8 +236,7 @@ class HttpConnection(asyncio.Protocol):
             self._parser.get_method().decode("ascii", "replace"),
             path.decode("latin-1"),
             query.decode("latin-1"),
-            {name.decode("latin-1").lower(): value.decode("latin-1")
-             for name, value in self._headers},
+            self._headers,
             b"".join(self._body),
             self._parser.should_keep_alive(),
         )
@@ -263,7 +275,7 @@ class HttpConnection(asyncio.Protocol):
         elif self._pending:
             self._start(self._pending.popleft())
         else:
-            self._arm_idle_timer()
+            self.last_activity = self._loop.time()
 
     async def drain(self) -> None:
         if self.closed:
@@ -286,14 +298,6 @@ class HttpConnection(asyncio.Protocol):
                                  + b"content-length: %d\r\n\r\n" % len(body) + body)
         self.close()
 
-    def _arm_idle_timer(self) -> None:
-        self._cancel_idle_timer()
-        self._idle = self._loop.call_later(self._server.keepalive_timeout_s, self.close)
-
-    def _cancel_idle_timer(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
 
 
 class HttpServer:
@@ -305,18 +309,35 @@ class HttpServer:
         self.connections: set[HttpConnection] = set()
         self.loop = asyncio.get_running_loop()
         self._server: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def listen(self, host: str, port: int) -> int:
         """Start accepting; returns the port (useful with port 0)."""
         self._server = await self.loop.create_server(
             lambda: HttpConnection(self), host, port, backlog=4096, reuse_address=True)
+        self._schedule_sweep()
         return int(self._server.sockets[0].getsockname()[1])
+
+    def _schedule_sweep(self) -> None:
+        # One timer for all connections, not one per request: idle keep-alive connections (no
+        # request in flight, nothing received for keepalive_timeout_s) are closed.
+        interval = min(max(self.keepalive_timeout_s / 4, 0.05), 5.0)
+        self._sweeper = self.loop.call_later(interval, self._sweep)
+
+    def _sweep(self) -> None:
+        deadline = self.loop.time() - self.keepalive_timeout_s
+        for conn in list(self.connections):
+            if conn.task is None and conn.last_activity < deadline:
+                conn.close()
+        self._schedule_sweep()
 
     def in_flight(self) -> list[asyncio.Task[None]]:
         return [c.task for c in self.connections if c.task is not None and not c.task.done()]
 
     async def shutdown(self, grace_s: float) -> None:
         """Stop accepting, give requests in flight `grace_s` to finish, then close everything."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._server is not None:
             self._server.close()
         tasks = self.in_flight()
@@ -324,6 +345,7 @@ class HttpServer:
             await asyncio.wait(tasks, timeout=grace_s)
         for conn in list(self.connections):
             conn.close()
+        await asyncio.sleep(0)  # let the transports' connection_lost callbacks run
         tasks = self.in_flight()
         for task in tasks:
             task.cancel()

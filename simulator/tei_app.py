@@ -30,7 +30,7 @@ from simulator.errors import (
     tei_openai_error_body,
 )
 from simulator.faults import Decision
-from simulator.httpserver import Exchange, Request
+from simulator.httpserver import Exchange, Handler, Request
 from simulator.runtime import Runtime
 from simulator.textgen import count_words
 
@@ -67,7 +67,7 @@ class TeiKind:
         self.registry = self.metrics.registry
         self.embedder = Embedder(settings.seed, settings.dims)
         self.in_flight = 0
-        self.routes = {
+        self.routes: dict[tuple[str, str], Handler] = {
             ("GET", "/health"): self.health,
             ("GET", "/info"): self.info,
             ("POST", "/embed"): self.embed,

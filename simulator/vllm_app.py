@@ -23,7 +23,7 @@ from simulator.engine import Seq, hang_forever
 from simulator.engine_metrics import VllmMetrics
 from simulator.errors import ClientDisconnected, RequestError, vllm_error_body
 from simulator.faults import Decision
-from simulator.httpserver import Exchange, Request
+from simulator.httpserver import Exchange, Handler, Request
 from simulator.runtime import Runtime
 from simulator.textgen import Completion, TextGenerator
 from simulator.vllm_protocol import (
@@ -47,7 +47,7 @@ class VllmKind:
         self.registry = self.metrics.registry
         self.text = TextGenerator(settings.seed, settings.output_tokens)
         self.created = int(time.time())
-        self.routes = {
+        self.routes: dict[tuple[str, str], Handler] = {
             ("GET", "/health"): self.health,
             ("GET", "/v1/models"): self.models,
             ("POST", "/v1/chat/completions"): self.chat_completions,

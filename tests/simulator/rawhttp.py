@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 
 import orjson
@@ -63,10 +64,17 @@ async def read_response(reader: asyncio.StreamReader) -> RawResponse:
     return RawResponse(status, headers, await reader.readexactly(length))
 
 
+async def close(writer: asyncio.StreamWriter) -> None:
+    """Close a client connection and wait until its socket is really closed."""
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+
+
 async def fetch(port: int, method: str, path: str, body: object = None) -> RawResponse:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(request_bytes(method, path, body))
         return await read_response(reader)
     finally:
-        writer.close()
+        await close(writer)

@@ -9,7 +9,7 @@ import pytest
 
 from simulator.errors import ClientDisconnected
 from simulator.httpserver import Exchange, HttpServer, Request
-from tests.simulator.rawhttp import read_head, read_response, request_bytes
+from tests.simulator.rawhttp import close, read_head, read_response, request_bytes
 
 Handler = Callable[[Request, Exchange], Awaitable[None]]
 
@@ -40,7 +40,7 @@ async def test_keep_alive_serves_several_requests_on_one_connection(serve) -> No
         writer.write(request_bytes("POST", "/x", body))
         response = await read_response(reader)
         assert (response.status, response.body) == (200, b"POST /x " + body)
-    writer.close()
+    await close(writer)
 
 
 async def test_pipelined_requests_are_answered_in_order(serve) -> None:
@@ -49,7 +49,7 @@ async def test_pipelined_requests_are_answered_in_order(serve) -> None:
     writer.write(request_bytes("POST", "/a", b"1") + request_bytes("POST", "/b", b"2"))
     assert (await read_response(reader)).body == b"POST /a 1"
     assert (await read_response(reader)).body == b"POST /b 2"
-    writer.close()
+    await close(writer)
 
 
 async def test_expect_continue_and_chunked_request_bodies(serve) -> None:
@@ -60,7 +60,7 @@ async def test_expect_continue_and_chunked_request_bodies(serve) -> None:
     assert (await read_head(reader))[0] == 100
     writer.write(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
     assert (await read_response(reader)).body == b"POST /c abcde"
-    writer.close()
+    await close(writer)
 
 
 async def test_connection_close_is_honoured(serve) -> None:
@@ -70,7 +70,7 @@ async def test_connection_close_is_honoured(serve) -> None:
     response = await read_response(reader)
     assert response.headers["connection"] == "close"
     assert await reader.read() == b""
-    writer.close()
+    await close(writer)
 
 
 async def test_garbage_gets_a_400_and_a_closed_connection(serve) -> None:
@@ -79,7 +79,7 @@ async def test_garbage_gets_a_400_and_a_closed_connection(serve) -> None:
     writer.write(b"NOT HTTP AT ALL\r\n\r\n")
     assert (await read_response(reader)).status == 400
     assert await reader.read() == b""
-    writer.close()
+    await close(writer)
 
 
 async def test_a_body_over_the_limit_gets_a_413(serve) -> None:
@@ -87,7 +87,7 @@ async def test_a_body_over_the_limit_gets_a_413(serve) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(request_bytes("POST", "/", b"x" * 11))
     assert (await read_response(reader)).status == 413
-    writer.close()
+    await close(writer)
 
 
 async def test_each_write_of_a_stream_is_one_http_chunk(serve) -> None:
@@ -103,7 +103,7 @@ async def test_each_write_of_a_stream_is_one_http_chunk(serve) -> None:
     response = await read_response(reader)
     assert response.complete
     assert response.chunks == [b"data: %d\n\n" % i for i in range(5)]
-    writer.close()
+    await close(writer)
 
 
 async def test_a_client_that_goes_away_cancels_its_request_at_once(serve) -> None:
@@ -121,7 +121,7 @@ async def test_a_client_that_goes_away_cancels_its_request_at_once(serve) -> Non
     _, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(request_bytes("GET", "/"))
     assert await asyncio.wait_for(seen.get(), 10) == "started"
-    writer.close()
+    await close(writer)
     assert await asyncio.wait_for(seen.get(), 10) == "cancelled"
 
 
@@ -136,7 +136,7 @@ async def test_abort_cuts_a_stream_without_its_last_chunk(serve) -> None:
     writer.write(request_bytes("GET", "/"))
     response = await read_response(reader)
     assert response.chunks == [b"data: 1\n\n"] and not response.complete
-    writer.close()
+    await close(writer)
 
 
 async def test_writing_to_a_gone_client_raises_client_disconnected(serve) -> None:
@@ -159,7 +159,7 @@ async def test_writing_to_a_gone_client_raises_client_disconnected(serve) -> Non
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(request_bytes("GET", "/"))
     await read_head(reader)
-    writer.close()
+    await close(writer)
     assert await asyncio.wait_for(outcome, 10) in {"disconnected", "cancelled"}
 
 
@@ -171,4 +171,24 @@ async def test_a_handler_error_becomes_a_500(serve) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(request_bytes("GET", "/"))
     assert (await read_response(reader)).status == 500
-    writer.close()
+    await close(writer)
+
+
+async def test_idle_keep_alive_connections_are_closed_after_the_timeout(serve) -> None:
+    port = await serve(echo, keepalive_timeout_s=0.2)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request_bytes("GET", "/"))
+    assert (await read_response(reader)).status == 200
+    assert await asyncio.wait_for(reader.read(), 10) == b""
+    await close(writer)
+
+
+async def test_request_headers_are_decoded_in_lower_case(serve) -> None:
+    async def header(request: Request, exchange: Exchange) -> None:
+        exchange.send(200, request.headers["x-probe"].encode())
+
+    port = await serve(header)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request_bytes("GET", "/", headers={"X-Probe": "Yes"}))
+    assert (await read_response(reader)).body == b"Yes"
+    await close(writer)

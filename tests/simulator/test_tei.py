@@ -9,7 +9,7 @@ import pytest
 
 from simulator.embeddings import Embedder
 from tests.simulator.conftest import INSTANT, Sim
-from tests.simulator.rawhttp import request_bytes
+from tests.simulator.rawhttp import close, request_bytes
 
 DIMS = 16
 
@@ -101,7 +101,7 @@ async def test_beyond_max_concurrent_requests_tei_answers_429(start_sim) -> None
     refused = sim.post("/embed", {"inputs": "one too many"})
     assert refused.status_code == 429
     assert refused.json() == {"error": "Model is overloaded", "error_type": "Overloaded"}
-    writer.close()
+    await close(writer)
     await sim.wait_stats(hanging=0, cancelled=1)
     assert 'te_request_failure{err="overloaded"} 1.0' in sim.get("/metrics").text
 

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from tests.simulator.conftest import INSTANT
-from tests.simulator.rawhttp import read_head, read_response, request_bytes
+from tests.simulator.rawhttp import close, read_head, read_response, request_bytes
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 CHAT = {"model": "sim-model", "messages": MESSAGES}
@@ -87,7 +87,7 @@ async def test_abort_stream_after_tokens_cuts_the_stream_without_done(start_sim)
     reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
     writer.write(request_bytes("POST", "/v1/chat/completions", {**CHAT, "stream": True}))
     response = await read_response(reader)
-    writer.close()
+    await close(writer)
     assert response.status == 200 and not response.complete
     assert len(response.chunks) == 1 + 3  # role chunk and three tokens
     assert b"[DONE]" not in response.body
@@ -129,9 +129,9 @@ async def test_a_client_leaving_the_queue_is_cancelled_and_frees_its_place(start
     queued = await asyncio.open_connection("127.0.0.1", sim.port)
     queued[1].write(request_bytes("POST", "/v1/chat/completions", CHAT))
     await sim.wait_stats(running=1, waiting=1)
-    queued[1].close()
+    await close(queued[1])
     await sim.wait_stats(running=1, waiting=0, cancelled=1)
-    holder[1].close()
+    await close(holder[1])
     stats = await sim.wait_stats(running=0, cancelled=2)
     assert stats["completed"] == 0
     metrics = sim.get("/metrics").text
@@ -147,7 +147,7 @@ async def test_a_client_leaving_mid_stream_stops_generation(start_sim) -> None:
     status, _ = await read_head(reader)
     assert status == 200
     await reader.readuntil(b'"content":')  # a token arrived
-    writer.close()
+    await close(writer)
     stats = await sim.wait_stats(cancelled=1, running=0)
     assert stats["completed"] == 0
 

@@ -6,6 +6,7 @@ import openai
 import pytest
 
 from tests.simulator.conftest import INSTANT, Sim
+from tests.simulator.rawhttp import fetch
 
 MODEL = "sim-model"
 MESSAGES = [{"role": "user", "content": "Name a river."}]
@@ -172,3 +173,15 @@ def test_unknown_paths_and_methods(sim: Sim) -> None:
     assert sim.get("/v1/nothing").status_code == 404
     response = sim.get("/v1/chat/completions")
     assert response.status_code == 405 and response.headers["allow"] == "POST"
+
+
+async def test_every_sse_event_is_its_own_http_chunk(sim: Sim) -> None:
+    response = await fetch(sim.port, "POST", "/v1/completions",
+                           {"prompt": "x", "stream": True, "max_tokens": 5,
+                            "stream_options": {"include_usage": True}})
+    assert response.complete and response.headers["content-type"] == "text/event-stream"
+    assert len(response.chunks) == 5 + 2  # five tokens, usage, [DONE]
+    for chunk in response.chunks:
+        assert chunk.startswith(b"data: ") and chunk.endswith(b"\n\n")
+        assert chunk.count(b"data: ") == 1
+    assert response.chunks[-1] == b"data: [DONE]\n\n"

@@ -1,0 +1,5 @@
+import sys
+
+from control_plane.main import main
+
+sys.exit(main())

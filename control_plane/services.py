@@ -1,0 +1,119 @@
+"""The control plane's services, built once per app and shared by its handlers and loops.
+
+    ControlPlane
+      store ─ writer (group commit) ─ events (timeline)
+      tokens (worker tokens)   keys (API keys)   url_policy
+      registry (workers) ◄── prober (/readyz probes)
+      guard (epoch check, reseed)                   tasks (owned background loops)
+
+`start()` reads the store back (a restart keeps workers, tokens and keys), claims the epoch and
+starts the loops; `aclose()` stops the loops, writes what is still queued and closes what this
+object opened (never an injected store or HTTP client: their owner closes them).
+Modules added later (pools, routes, autoscaler, providers) build their service in
+`ControlPlane.__init__`, add it to the guard if it holds documents, and start their loop in
+`start()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import aiohttp
+from prometheus_client import CollectorRegistry
+
+from control_plane.events import EventLog
+from control_plane.keys import ApiKeys
+from control_plane.loops import OwnedTasks, periodic
+from control_plane.metrics import ControlPlaneMetrics
+from control_plane.probes import ProbeRequests, ReadinessProber, probe_session
+from control_plane.registry import WorkerRegistry
+from control_plane.settings import ControlPlaneSettings
+from control_plane.store_guard import StoreGuard
+from control_plane.tokens import WorkerTokens
+from control_plane.url_policy import UrlPolicy
+from control_plane.writer import WorkerWriter
+from fleet.store import TOPIC_KEYS, TOPIC_WORKERS, FleetStore, FleetStoreError
+
+log = logging.getLogger("flotilla.control_plane")
+
+STARTUP_STORE_WAIT_S = 30.0  # how long start-up waits for the store before giving up
+
+
+class ControlPlane:
+    def __init__(self, settings: ControlPlaneSettings, store: FleetStore, *,
+                 http: aiohttp.ClientSession | None = None,
+                 metrics_registry: CollectorRegistry | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.metrics = ControlPlaneMetrics(metrics_registry or CollectorRegistry())
+        self._own_http = http is None
+        self.http = http or probe_session(timeout_s=settings.probe_timeout_s,
+                                          concurrency=settings.probe_concurrency)
+        self.writer = WorkerWriter(store, self.metrics, coalesce_s=settings.store_write_coalesce_s)
+        self.events = EventLog(self.writer, self.metrics, clock)
+        self.tokens = WorkerTokens(store)
+        self.keys = ApiKeys(store, clock)
+        self.url_policy = UrlPolicy(settings.worker_networks)
+        probe_requests = ProbeRequests()
+        self.registry = WorkerRegistry(store, self.writer, self.events, self.tokens,
+                                       self.url_policy, probe_requests, self.metrics, settings,
+                                       clock)
+        self.prober = ReadinessProber(
+            self.registry, probe_requests, self.http, interval_s=settings.probe_interval_s,
+            timeout_s=settings.probe_timeout_s, concurrency=settings.probe_concurrency,
+            metrics=self.metrics, clock=clock)
+        self.guard = StoreGuard(store, self.events, self.metrics,
+                                topics=[TOPIC_WORKERS, TOPIC_KEYS])
+        self.guard.add(self.tokens.docs)
+        self.guard.add(self.keys.docs)
+        self.guard.add(self.registry)
+        self.metrics.watch_workers(self.registry, clock)
+        self.tasks = OwnedTasks()
+        self._writer_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._wait_for_store()
+        self._writer_task = self.tasks.start("store-writer", self.writer.run())
+        await self.guard.claim()
+        tokens = await self.tokens.load()
+        keys = await self.keys.load()
+        workers = await self.registry.load()
+        log.info("control plane state read back: %d workers, %d worker tokens, %d api keys",
+                 workers, tokens, keys)
+        settings = self.settings
+        self.tasks.start("readiness-prober", self.prober.run())
+        self.tasks.start("worker-expiry", periodic(
+            "worker expiry", min(1.0, settings.heartbeat_interval_s / 2), self._expire))
+        self.tasks.start("store-guard", periodic(
+            "store check", settings.store_check_interval_s, self.guard.check))
+
+    async def _expire(self) -> None:
+        self.registry.expire(self.clock())
+
+    async def _wait_for_store(self) -> None:
+        deadline = time.monotonic() + STARTUP_STORE_WAIT_S
+        delay = 0.1
+        while True:
+            try:
+                await self.store.ping()
+                return
+            except FleetStoreError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("fleet store not reachable yet (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
+
+    async def aclose(self) -> None:
+        """Stop the loops, flush what is queued (bounded), close what this object opened."""
+        try:
+            await self.writer.drained(timeout=5.0)
+            await self.tasks.aclose()
+        finally:
+            if self._own_http:
+                await self.http.close()
