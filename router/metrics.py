@@ -28,6 +28,7 @@ snapshot (series of departed workers are removed), `status` an HTTP status code.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -96,6 +97,7 @@ class RouterMetrics:
             self.rate_limited.labels(limit)
         # Children cached by label values: `labels()` costs a lock and a tuple per call.
         self._request_children: dict[tuple[str, str, int], tuple[object, object]] = {}
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._workers: set[str] = set()
 
     def observe_request(self, model: str, target: str, status: int, duration_s: float) -> None:
@@ -110,12 +112,24 @@ class RouterMetrics:
         counter.inc()  # type: ignore[attr-defined]
         histogram.observe(duration_s)  # type: ignore[attr-defined]
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            if len(self._children) > 10_000:
+                self._children.clear()
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def count_tokens(self, model: str, prompt: int, completion: int, estimated: bool) -> None:
         if estimated:
-            self.tokens.labels(model, "estimated").inc(prompt + completion)
+            self._child(self.tokens, model, "estimated").inc(prompt + completion)
         else:
-            self.tokens.labels(model, "prompt").inc(prompt)
-            self.tokens.labels(model, "completion").inc(completion)
+            self._child(self.tokens, model, "prompt").inc(prompt)
+            self._child(self.tokens, model, "completion").inc(completion)
+
+    def observe_ttft(self, model: str, target: str, seconds: float) -> None:
+        self._child(self.ttft, model, target).observe(seconds)
 
     def on_transition(self, worker: str, old: str, new: str) -> None:
         self.circuit_transitions.labels(new).inc()

@@ -82,7 +82,7 @@ class ProxyEndpoint:
                 target = call.target
             status = call.status
             if call.ttft_s is not None:
-                rt.metrics.ttft.labels(model_label, target).observe(call.ttft_s)
+                rt.metrics.observe_ttft(model_label, target, call.ttft_s)
         except RouterError as exc:
             status = exc.status
             if guard is not None:
