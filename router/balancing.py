@@ -81,7 +81,8 @@ class _Rotating:
     def __init__(self) -> None:
         self._turn = itertools.count()
 
-    def _pick_min(self, candidates: Sequence[Endpoint], keys: list[tuple[float, ...]]) -> Endpoint:
+    def _pick_min(self, candidates: Sequence[Endpoint],
+                  keys: Sequence[tuple[float, ...]]) -> Endpoint:
         best = min(keys)
         tied = [c for c, k in zip(candidates, keys, strict=True) if k == best]
         if len(tied) == 1:

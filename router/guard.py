@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 CLIENT_GONE = "client_disconnected"
@@ -43,7 +43,7 @@ class RequestGuard:
         self._done = False
 
     # client disconnect ---------------------------------------------------------------------------
-    def watch_client(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+    def watch_client(self, receive: Callable[[], Coroutine[Any, Any, dict[str, Any]]]) -> None:
         """Cancel the request when the client disconnects (call after the body was read)."""
         self._watcher = self._loop.create_task(receive())
         self._watcher.add_done_callback(self._client_event)

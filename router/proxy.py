@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from router.call import Call, ClientGone, Send
@@ -28,7 +29,7 @@ from router.runtime import RouterRuntime
 log = logging.getLogger("router.proxy")
 
 
-def header(scope: dict[str, Any], name: bytes) -> bytes | None:
+def header(scope: Mapping[str, Any], name: bytes) -> bytes | None:
     for key, value in scope["headers"]:
         if key == name:
             return value
@@ -102,7 +103,8 @@ class ProxyEndpoint:
                 rt.metrics.disconnects.inc()
             else:  # guards are disarmed between attempts; this is a safety net
                 status = 504
-                guard.close()
+                if guard is not None:
+                    guard.close()
                 with contextlib.suppress(RuntimeError):
                     await send_error(send, RouterError(504, f"Upstream {reason}."))
         except Exception:
