@@ -42,7 +42,7 @@ from router.guard import CLIENT_GONE
 from router.routing import Target
 from router.runtime import RouterRuntime
 from router.transcript import StreamTranscript
-from router.upstream import UpstreamResponse
+from router.upstream import UpstreamReply
 
 log = logging.getLogger("router.relay")
 
@@ -108,7 +108,7 @@ class Exchange:
                else endpoint.base_url + "/v1" + request.path)
         body = request.body_for(target.model)
         guard = call.guard
-        response: UpstreamResponse | None = None
+        response: UpstreamReply | None = None
         rt.inflight.start(endpoint.key)
         rt.policy.on_start(endpoint)
         waited_from = loop.time()
@@ -158,7 +158,7 @@ class Exchange:
             rt.inflight.finish(endpoint.key)
             rt.policy.on_finish(endpoint)
 
-    async def _first_events(self, response: UpstreamResponse) -> tuple[bytes, bytes]:
+    async def _first_events(self, response: UpstreamReply) -> tuple[bytes, bytes]:
         pending = b""
         while True:
             chunk = await response.read_chunk()
@@ -170,7 +170,7 @@ class Exchange:
                 return data[:cut], data[cut:]
             pending = data
 
-    async def _relay_whole(self, call: Call, target: Target, response: UpstreamResponse,
+    async def _relay_whole(self, call: Call, target: Target, response: UpstreamReply,
                            data: bytes) -> None:
         status = response.status
         if status >= 400:
@@ -190,7 +190,7 @@ class Exchange:
             self._account(call, usage_of_body(data), estimated=False)
 
     async def _relay_stream(self, call: Call, target: Target, endpoint: Endpoint,
-                            response: UpstreamResponse, first: bytes, pending: bytes) -> None:
+                            response: UpstreamReply, first: bytes, pending: bytes) -> None:
         send = call.send
         guard = call.guard
         settings = self.rt.settings

@@ -32,6 +32,7 @@ from router.routing import Planner
 from router.settings import RouterSettings
 from router.snapshot import FleetSnapshot, SnapshotKeeper
 from router.upstream import UpstreamClient
+from router.upstream_httptools import make_client
 
 log = logging.getLogger("router")
 
@@ -66,8 +67,9 @@ class RouterRuntime:
                                  store_timeout_s=settings.store_timeout_s,
                                  store_ok=lambda: self.keeper.store_ok)
         self.planner = Planner()
-        self.upstream = UpstreamClient(connect_timeout_s=settings.connect_timeout_s,
-                                       max_connections_per_host=settings.max_connections_per_worker)
+        self.upstream: UpstreamClient = make_client(
+            settings.upstream_client, connect_timeout_s=settings.connect_timeout_s,
+            max_connections_per_host=settings.max_connections_per_worker)
         self.reporter = Reporter(self.store, router_id=settings.router_id,
                                  period_s=settings.report_period_s,
                                  peer_stale_s=settings.peer_stale_s,

@@ -48,6 +48,10 @@ class RouterSettings:
                                               "answer arrives whole, so this bounds generation)")
     idle_timeout_s: float = option(60.0, flag="--idle-timeout", env="ROUTER_IDLE_TIMEOUT_S",
                                    minimum=0.01, help="longest silence between response chunks")
+    upstream_client: str = option("httptools", flag="--upstream-client",
+                                  env="ROUTER_UPSTREAM_CLIENT", choices=("httptools", "aiohttp"),
+                                  help="HTTP client for workers and upstreams (see "
+                                       "docs/benchmarks.md for their costs)")
     max_connections_per_worker: int = option(512, flag="--max-connections-per-worker",
                                              env="ROUTER_MAX_CONNECTIONS_PER_WORKER", minimum=1,
                                              help="keep-alive pool size per worker host")

@@ -189,14 +189,22 @@ class RouterServer:
 
 
 @pytest.fixture
-async def start_router(store: FleetStore) -> AsyncIterator[Callable[..., Awaitable[RouterServer]]]:
+def upstream_client() -> str:
+    """The router's upstream client in these tests; modules that exercise the relay override
+    this fixture with both clients as parameters."""
+    return "httptools"
+
+
+@pytest.fixture
+async def start_router(store: FleetStore, upstream_client: str
+                       ) -> AsyncIterator[Callable[..., Awaitable[RouterServer]]]:
     """Routers served by uvicorn in this test's event loop (stopped at teardown)."""
     stops: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
     servers: list[RouterServer] = []
 
     async def start(*, backend: FleetStore | None = None, **overrides: Any) -> RouterServer:
         settings = RouterSettings(**{"host": "127.0.0.1", "port": free_port(), **FAST,
-                                     **overrides})
+                                     "upstream_client": upstream_client, **overrides})
         app = create_app(settings, store=backend or store)
         stop = asyncio.Event()
         task = asyncio.create_task(serve_apps(

@@ -5,8 +5,16 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 
 from tests.router.conftest import Fleet
+
+
+@pytest.fixture(params=["httptools", "aiohttp"])
+def upstream_client(request: pytest.FixtureRequest) -> str:
+    """Every test here runs with both upstream clients (same interface, same behaviour)."""
+    return request.param
+
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 

@@ -12,6 +12,13 @@ import pytest
 from router.breaker import CIRCUIT_OPEN, HEALTHY
 from tests.router.conftest import INSTANT, Fleet
 
+
+@pytest.fixture(params=["httptools", "aiohttp"])
+def upstream_client(request: pytest.FixtureRequest) -> str:
+    """Every test here runs with both upstream clients (same interface, same behaviour)."""
+    return request.param
+
+
 MESSAGES = [{"role": "user", "content": "hello"}]
 
 

@@ -11,6 +11,12 @@ import pytest
 from tests.router.conftest import INSTANT, Fleet
 
 
+@pytest.fixture(params=["httptools", "aiohttp"])
+def upstream_client(request: pytest.FixtureRequest) -> str:
+    """Every test here runs with both upstream clients (same interface, same behaviour)."""
+    return request.param
+
+
 async def test_chat_completion_with_the_async_sdk_carries_router_headers(start_sim, fleet: Fleet,
                                                                          start_router) -> None:
     sim = await start_sim("m1", *INSTANT)

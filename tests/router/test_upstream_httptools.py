@@ -1,0 +1,148 @@
+"""The httptools upstream client's edge cases, against small real servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from router.errors import UpstreamConnectError
+from router.upstream_httptools import HttptoolsUpstreamClient
+from tests.support.ports import free_port
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[tuple[str, list[int]]]]]:
+    servers: list[asyncio.Server] = []
+
+    async def start(handler: Handler) -> tuple[str, list[int]]:
+        accepted: list[int] = []
+
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.append(1)
+            try:
+                await handler(reader, writer)
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+        servers.append(server)
+        port = server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/v1/x", accepted
+
+    yield start
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes | None:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return await reader.readexactly(length)
+
+
+def _client(limit: int = 8) -> HttptoolsUpstreamClient:
+    return HttptoolsUpstreamClient(connect_timeout_s=2, max_connections_per_host=limit)
+
+
+async def test_body_delimited_by_the_connection_end_is_read_whole(serve) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+                     b"all of it")
+        await writer.drain()
+
+    url, _ = await serve(handler)
+    client = _client()
+    response = await client.open(url, b"{}", {"Content-Type": "application/json"})
+    assert response.status == 200 and response.content_type == "text/plain"
+    assert await response.read_all() == b"all of it"
+    await client.aclose()
+
+
+async def test_idle_connection_closed_by_the_server_is_replaced_transparently(serve) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        # then close the keep-alive connection without a word, as an idle timeout does
+
+    url, accepted = await serve(handler)
+    client = _client()
+    for _ in range(3):
+        response = await client.open(url, b"{}", {})
+        assert await response.read_all() == b"ok"
+        response.release()
+        await asyncio.sleep(0.05)  # the server's close arrives while the connection is idle
+    assert len(accepted) == 3
+    await client.aclose()
+
+
+async def test_chunked_response_arrives_chunk_by_chunk_and_the_connection_is_reused(
+        serve) -> None:
+    gate = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                         b"Transfer-Encoding: chunked\r\nx-ratelimit-remaining: 9\r\n\r\n"
+                         b"d\r\ndata: first\n\n\r\n")
+            await writer.drain()
+            await gate.wait()
+            writer.write(b"e\r\ndata: second\n\n\r\n0\r\n\r\n")
+            await writer.drain()
+            gate.clear()
+
+    url, accepted = await serve(handler)
+    client = _client()
+    for _ in range(2):
+        response = await client.open(url, b"{}", {})
+        assert response.is_event_stream
+        assert response.relay_headers() == [(b"x-ratelimit-remaining", b"9")]
+        assert await response.read_chunk() == b"data: first\n\n"
+        gate.set()
+        assert await response.read_chunk() == b"data: second\n\n"
+        assert await response.read_chunk() == b""
+    assert len(accepted) == 1
+    await client.aclose()
+
+
+async def test_pool_limit_makes_requests_wait_their_turn(serve) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            await asyncio.sleep(0.05)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    url, accepted = await serve(handler)
+    client = _client(limit=1)
+
+    async def one() -> bytes:
+        response = await client.open(url, b"{}", {})
+        return await response.read_all()
+
+    assert await asyncio.gather(one(), one(), one()) == [b"ok"] * 3
+    assert len(accepted) == 1
+    await client.aclose()
+
+
+async def test_refused_connection_is_a_connect_error() -> None:
+    client = _client()
+    with pytest.raises(UpstreamConnectError):
+        await client.open(f"http://127.0.0.1:{free_port()}/v1/x", b"{}", {})
+    await client.aclose()
