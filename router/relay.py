@@ -116,12 +116,12 @@ class Exchange:
             try:
                 guard.first_byte(settings.first_byte_timeout_s)
                 response = await rt.upstream.open(url, body, _headers_for(endpoint, target, call))
+                # A whole (non-streamed) body arrives right after its headers: the first-byte
+                # deadline still in force bounds it (re-arming a timer per request costs more).
                 if response.status >= 500:
-                    guard.idle(settings.idle_timeout_s)
                     data = await response.read_all()
                     raise UpstreamStatusError(response.status, data)
                 if response.status >= 400 or not response.is_event_stream:
-                    guard.idle(settings.idle_timeout_s)
                     data = await response.read_all()
                     first = pending = b""
                 else:

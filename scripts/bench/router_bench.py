@@ -210,10 +210,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def start_router(procs: Procs, redis_url: str, prefix: str, policy: str,
-                 name: str) -> tuple[str, int]:
+                 name: str, *extra: str) -> tuple[str, int]:
     port = free_port()
     proc = procs.start(name, [PY, "-m", "router", "--host", "127.0.0.1", "--port", str(port),
-                              "--policy", policy],
+                              "--policy", policy, *extra],
                        cpus=SUT_CPU, cwd=str(REPO),
                        env={"PYTHONPATH": str(REPO), "REDIS_URL": redis_url,
                             "STORE_PREFIX": prefix, "LOG_LEVEL": "warning"})
@@ -255,6 +255,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             spy.popen.wait(timeout=60)
         rows.append(measure("flotilla router", url, pid, args.seconds, auth))
         print(rows[-1], flush=True)
+        procs.stop(next(p for p in procs.started if p.pid == pid))
+        url, pid = start_router(procs, redis_url, "bench", "least_outstanding", "router-aiohttp",
+                                "--upstream-client", "aiohttp")
+        rows.append(measure("flotilla router, aiohttp client", url, pid, args.seconds, auth))
+        print(rows[-1], flush=True)
+        procs.stop(next(p for p in procs.started if p.pid == pid))
 
         if shutil.which("nginx"):
             port = free_port()
