@@ -231,12 +231,14 @@ class _Pool:
 
 
 class HttptoolsResponse:
-    __slots__ = ("_connection", "_pool", "status", "content_type", "_finished")
+    __slots__ = ("_connection", "_pool", "status", "content_type", "_headers", "_finished")
 
     def __init__(self, connection: _Connection, pool: _Pool) -> None:
         self._connection = connection
         self._pool = pool
         self.status = connection.status
+        # Kept here: once the body is read the connection may serve another request.
+        self._headers = connection.headers
         self.content_type = connection.content_type.decode("latin-1")
         self._finished = False
 
@@ -245,7 +247,7 @@ class HttptoolsResponse:
         return self.content_type.startswith("text/event-stream")
 
     def relay_headers(self) -> list[tuple[bytes, bytes]]:
-        return self._connection.headers
+        return self._headers
 
     async def read_chunk(self) -> bytes:
         connection = self._connection
