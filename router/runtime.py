@@ -31,8 +31,7 @@ from router.reporting import Reporter
 from router.routing import Planner
 from router.settings import RouterSettings
 from router.snapshot import FleetSnapshot, SnapshotKeeper
-from router.upstream import UpstreamClient
-from router.upstream_httptools import make_client
+from router.upstream import UpstreamClient, make_client
 
 log = logging.getLogger("router")
 

@@ -21,7 +21,7 @@ the engine sees the request cancelled.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 from yarl import URL
@@ -141,3 +141,43 @@ class UpstreamClient:
         except _CONNECT_ERRORS as exc:
             raise UpstreamConnectError(f"cannot reach upstream: {exc!r}") from exc
         return UpstreamResponse(response)
+
+
+class SchemeSplitClient:
+    """Plain-HTTP workers through the lean client; https upstreams (paid APIs) through aiohttp.
+
+    Worker traffic is where the volume and the CPU budget are, over plain HTTP on a private
+    network; the lean client was measured for exactly that. External upstreams speak TLS, where
+    aiohttp's mature TLS handling (certificates, SNI, proxies' quirks) is worth its CPU at the
+    low volume a fallback target sees.
+    """
+
+    def __init__(self, plain: Any, tls: UpstreamClient) -> None:
+        self._plain = plain
+        self._tls = tls
+
+    async def start(self) -> None:
+        await self._plain.start()
+        await self._tls.start()
+
+    async def aclose(self) -> None:
+        try:
+            await self._plain.aclose()
+        finally:
+            await self._tls.aclose()
+
+    async def open(self, url: str, body: bytes, headers: Mapping[str, str]) -> UpstreamReply:
+        client = self._tls if url.startswith("https:") else self._plain
+        reply: UpstreamReply = await client.open(url, body, headers)
+        return reply
+
+
+def make_client(name: str, **options: Any) -> Any:
+    """The upstream client named by `--upstream-client`: `httptools` (the default: the lean
+    client for http:// workers, aiohttp for https:// upstreams) or `aiohttp` for everything."""
+    if name == "httptools":
+        from router.upstream_httptools import HttptoolsUpstreamClient
+
+        return SchemeSplitClient(HttptoolsUpstreamClient(**options), UpstreamClient(**options))
+    return UpstreamClient(**options)
+

@@ -9,7 +9,8 @@ largest single item of the router's per-request cost (docs/benchmarks.md).
 What it does, and only that: POST with a body (requests are written whole), keep-alive pools per
 host (a deque of idle connections, at most `max_connections_per_host` open, further requests wait
 their turn), responses with content-length, chunked or read-until-close bodies (httptools decodes
-them), TLS for https upstreams, read flow control (a slow client pauses the worker's socket). No
+them), TLS (though by default https upstreams go through aiohttp: `SchemeSplitClient` in
+upstream.py), read flow control (a slow client pauses the worker's socket). No
 redirects, cookies, proxies or decompression, as with the aiohttp session. Timeouts other than
 connect are the request guard's (guard.py): it cancels the task, and a cancelled response closes
 its connection, so the engine sees the request cancelled.
@@ -25,7 +26,6 @@ import collections
 import ssl
 import time
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
@@ -356,12 +356,3 @@ class HttptoolsUpstreamClient:
                 connection.close()  # cancelled (timeout, client gone): the engine sees it
                 raise
         raise UpstreamConnectError("upstream closed two connections in a row")
-
-
-def make_client(name: str, **options: Any) -> Any:
-    """The upstream client named by `--upstream-client`."""
-    if name == "httptools":
-        return HttptoolsUpstreamClient(**options)
-    from router.upstream import UpstreamClient
-
-    return UpstreamClient(**options)
