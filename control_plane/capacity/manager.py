@@ -72,7 +72,7 @@ class PoolState:
     retry_at: float = 0.0
     waiting_capacity: bool = False
     last_error: str | None = None
-    reported_hold: str | None = None  # last hold reason emitted (holds are not repeated)
+    reported_hold: str | None = None  # what the last recorded hold was (not repeated)
 
     def launching(self) -> bool:
         return self.launch is not None and not self.launch.done()
@@ -96,7 +96,8 @@ class CapacityManager:
             settings, self.demotions)
         self.book = InstanceBook(store)
         self.costs = CostLedger(store, clock)
-        self.tracker = SignalTracker(heartbeat_interval_s=settings.heartbeat_interval_s)
+        self.tracker = SignalTracker(heartbeat_interval_s=settings.heartbeat_interval_s,
+                                     cold_window_s=settings.cold_demand_window_s)
         self.autoscaler = Autoscaler.make(DEFAULT_POLICY, config=AutoscalerConfig(
             stabilization=StabilizationConfig(down_window_s=settings.scale_down_window_s,
                                               down_periods=settings.scale_down_periods)))
@@ -343,12 +344,16 @@ class CapacityManager:
                 manual: bool = False) -> None:
         state.decision = decision
         state.desired = decision.target
+        log.debug("pool %s: %s -> %s (%s); idle %.1fs", name, decision.current, decision.target,
+                  decision.reason, decision.inputs.get("idle_s") or 0.0)
         direction = _direction(decision)
         self.metrics.decisions.labels(name, direction).inc()
         if decision.action == "hold" and not manual:
-            if state.reported_hold == decision.reason.split(";")[0] + str(decision.target):
+            # Holds are recorded when what holds changes, not at every tick.
+            key = f"{decision.target}:{decision.inputs.get('deciding_signal')}"
+            if state.reported_hold == key:
                 return
-            state.reported_hold = decision.reason.split(";")[0] + str(decision.target)
+            state.reported_hold = key
         else:
             state.reported_hold = None
         event = decision.event()
