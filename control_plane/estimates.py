@@ -6,8 +6,10 @@ Inputs, never invented:
 
 - throughput per (instance type, model): the operator's table (`CONTROL_PLANE_ESTIMATE_TABLE`, a
   JSON file; see docs/capacity.md "Estimates") — figures from a benchmark of that model on that
-  type; an entry without `model_id` applies to any model and the answer says so. A type with no
-  entry has time and cost `null` and a note saying the throughput is unknown;
+  type; an entry without `model_id` applies to any model and the answer says so. Without an
+  entry, the best measurement of the pool's own workers on that type (`throughput.py`: vLLM's
+  token counters, with the concurrency it was seen at). Neither: time and cost are `null` and a
+  note says the throughput is unknown;
 - price per hour: what the pool's running instances of that type were launched at (the cost
   ledger's figure), else the provider's current price (`prices` hook), else the table's `prices`,
   else unknown (cost `null`);
@@ -40,6 +42,7 @@ from control_plane.pricing import (
     UpstreamPrice,
     estimate_job,
 )
+from control_plane.throughput import Measurement
 from fleet.catalog import NAME_PATTERN
 from fleet.schemas import ID_PATTERN
 from fleet.settings import SettingsError
@@ -127,19 +130,46 @@ class EstimateRequest:
 
 
 PriceLookup = Callable[[str], tuple[float, str] | None]  # type -> ($/h, where it came from)
+MeasuredLookup = Callable[[str], Measurement | None]  # type -> best recent measurement
+
+
+def _no_measurement(instance_type: str) -> Measurement | None:
+    return None
 
 
 def build_estimate(request: EstimateRequest, table: EstimateTable, *, model_id: str | None,
-                   instance_types: list[str], prices: list[PriceLookup]) -> dict[str, Any]:
+                   instance_types: list[str], prices: list[PriceLookup],
+                   measured: MeasuredLookup = _no_measurement) -> dict[str, Any]:
     notes: list[str] = []
     options: list[InstanceOption] = []
     described: list[dict[str, Any]] = []
     for instance_type in instance_types:
         entry = table.entry(instance_type, model_id)
+        measurement = None if entry is not None else measured(instance_type)
         throughput = None
+        throughput_view: dict[str, Any] | None = None
         if entry is not None:
             throughput = Throughput(entry.output_tokens_per_s, entry.input_tokens_per_s,
                                     source="configured")
+            note = entry.note
+            if entry.model_id is None and model_id is not None:
+                note = (f"{note + '; ' if note else ''}configured for any model, "
+                        f"not measured for {model_id}")
+            throughput_view = {
+                "output_tokens_per_s": entry.output_tokens_per_s,
+                "input_tokens_per_s": entry.input_tokens_per_s, "startup_s": entry.startup_s,
+                "source": "configured", "model_id": entry.model_id, "note": note}
+        elif measurement is not None:
+            throughput = measurement.throughput()
+            throughput_view = {
+                "output_tokens_per_s": round(measurement.output_tokens_per_s, 3),
+                "input_tokens_per_s": None if measurement.input_tokens_per_s is None
+                else round(measurement.input_tokens_per_s, 3),
+                "startup_s": 0.0, "source": "measured", "model_id": model_id,
+                "measured_at": measurement.at,
+                "note": f"observed on the pool's workers at {measurement.concurrency:g} "
+                        f"concurrent requests over {measurement.seconds:g} s; a higher "
+                        "concurrency usually yields more; startup time not included"}
         price, price_source = None, None
         for lookup in prices:
             found = lookup(instance_type)
@@ -151,16 +181,8 @@ def build_estimate(request: EstimateRequest, table: EstimateTable, *, model_id: 
         described.append({
             "instance_type": instance_type, "replicas": request.replicas,
             "price_per_hour": price, "price_source": price_source,
-            "throughput": None if entry is None else {
-                "output_tokens_per_s": entry.output_tokens_per_s,
-                "input_tokens_per_s": entry.input_tokens_per_s,
-                "startup_s": entry.startup_s, "source": "configured",
-                "model_id": entry.model_id, "note": entry.note},
+            "throughput": throughput_view,
         })
-        if entry is not None and entry.model_id is None and model_id is not None:
-            described[-1]["throughput"]["note"] = (
-                f"{entry.note + '; ' if entry.note else ''}configured for any model, "
-                f"not measured for {model_id}")
 
     upstream = _upstream(request, table)
     if upstream is None:
