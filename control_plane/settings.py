@@ -79,6 +79,10 @@ class ControlPlaneSettings:
         1800.0, flag="--burst-capacity-timeout", minimum=1.0,
         env="CONTROL_PLANE_BURST_CAPACITY_TIMEOUT_S",
         help="a burst whose pool never got a ready replica within this fails")
+    throughput_sample_interval_s: float = option(
+        30.0, flag="--throughput-sample-interval", minimum=0.05,
+        env="CONTROL_PLANE_THROUGHPUT_SAMPLE_INTERVAL_S",
+        help="how often the pools' vLLM token counters are read (measured throughput)")
     estimate_table: str | None = option(
         None, flag="--estimate-table", env="CONTROL_PLANE_ESTIMATE_TABLE",
         help="JSON file: throughput per instance type and model, prices, upstream API price")
