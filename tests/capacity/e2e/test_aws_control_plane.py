@@ -51,7 +51,7 @@ async def test_launch_fallback_tags_userdata_scale_down_and_adoption(
     async with control_plane(redis_server.url, key_prefix, make_aws_provider()) as (client, cp):
         reply = await client.put("/v1/pools/big", json=POOL, headers=ADMIN)
         assert reply.status_code == 201, reply.text
-        await until(lambda: len(cp.capacity.book.of_pool("big")) == 2, timeout=30,
+        await until(lambda: len(cp.capacity.book.of_pool("big")) == 2, timeout=60,
                     what="two instances launched")
         instances = cp.capacity.book.of_pool("big")
         # g5 had no Spot capacity: both replicas went to the next type, spread over zones.
@@ -87,7 +87,7 @@ async def test_launch_fallback_tags_userdata_scale_down_and_adoption(
         assert reply.status_code == 200
         reply = await client.post("/v1/pools/big/scale", json={"replicas": 1}, headers=ADMIN)
         assert reply.status_code == 200, reply.text
-        await until(lambda: len(cp.capacity.book.of_pool("big")) == 1, timeout=20,
+        await until(lambda: len(cp.capacity.book.of_pool("big")) == 1, timeout=40,
                     what="one instance released")
         gone = ({i.instance_id for i in instances}
                 - {i.instance_id for i in cp.capacity.book.of_pool("big")}).pop()
@@ -101,7 +101,7 @@ async def test_launch_fallback_tags_userdata_scale_down_and_adoption(
     # A new control plane on the same store and cluster adopts the unrecorded instance and
     # leaks nothing.
     async with control_plane(redis_server.url, key_prefix, make_aws_provider()) as (client, cp):
-        await until(lambda: cp.capacity.book.get(kept.instance_id) is not None, timeout=20,
+        await until(lambda: cp.capacity.book.get(kept.instance_id) is not None, timeout=40,
                     what="instance adopted")
         events = (await client.get("/v1/events?limit=500", headers=ADMIN)).json()["data"]
         assert any(e["kind"] == "instance.adopted" and e["subject"] == kept.instance_id
