@@ -103,9 +103,12 @@ async def test_launch_fallback_tags_userdata_scale_down_and_adoption(
     async with control_plane(redis_server.url, key_prefix, make_aws_provider()) as (client, cp):
         await until(lambda: cp.capacity.book.get(kept.instance_id) is not None, timeout=40,
                     what="instance adopted")
-        events = (await client.get("/v1/events?limit=500", headers=ADMIN)).json()["data"]
-        assert any(e["kind"] == "instance.adopted" and e["subject"] == kept.instance_id
-                   for e in events)
+
+        async def adopted_event() -> bool:
+            events = (await client.get("/v1/events?limit=500", headers=ADMIN)).json()["data"]
+            return any(e["kind"] == "instance.adopted" and e["subject"] == kept.instance_id
+                       for e in events)
+        await until(adopted_event, timeout=10, what="adoption recorded on the timeline")
         listed = await cp.capacity.providers["aws"].list_instances("big")
         assert {i.instance_id for i in listed} == {kept.instance_id}
         cost = (await client.get("/v1/cost", headers=ADMIN)).json()
