@@ -67,6 +67,7 @@ class PoolState:
     floors: dict[str, int] = field(default_factory=dict)
     signals: PoolSignals | None = None
     decision: ScaleDecision | None = None
+    last_change: ScaleDecision | None = None  # the last decision that was not a hold
     desired: int | None = None
     launch: asyncio.Task[None] | None = None
     retry_at: float = 0.0
@@ -147,13 +148,12 @@ class CapacityManager:
         workers = self._workers_by_instance()
         for instance in self.book.of_pool(pool):
             worker = workers.get(instance.instance_id)
-            ready = worker is not None and self.registry.is_ready(worker.worker_id)
+            is_ready = worker is not None and self.registry.is_ready(worker.worker_id)
             views.append(instance_view(instance, self.book.get(instance.instance_id) or {},
-                                       worker, ready))
+                                       worker, is_ready))
         views += [v for v in self.executor.terminated.values()
-                  if (i := v.instance_id) and self._terminated_pool(i) == pool]
-        ready = sum(1 for v in views if v.state == "ready")
-        ready += self._unmanaged_ready(pool, spec)
+                  if self._terminated_pool(v.instance_id) == pool]
+        ready = sum(1 for v in views if v.state == "ready") + self._unmanaged_ready(pool, spec)
         starting = sum(1 for v in views if v.state in ("launching", "starting"))
         desired = state.desired if state.desired is not None else sum(
             1 for v in views if v.state in ("launching", "starting", "ready"))
@@ -167,7 +167,9 @@ class CapacityManager:
         view = self.pool_view(pool)
         state = self._state(pool)
         signals = state.signals
-        decision = state.decision
+        # The last change says more than the latest hold; a pool that never changed shows its
+        # latest decision.
+        decision = state.last_change or state.decision
         queue = signals.queue_depth if signals is not None else None
         return {
             "desired_replicas": view.desired, "ready_replicas": view.ready,
@@ -344,6 +346,8 @@ class CapacityManager:
                 manual: bool = False) -> None:
         state.decision = decision
         state.desired = decision.target
+        if decision.action != "hold":
+            state.last_change = decision
         log.debug("pool %s: %s -> %s (%s); idle %.1fs", name, decision.current, decision.target,
                   decision.reason, decision.inputs.get("idle_s") or 0.0)
         direction = _direction(decision)
