@@ -23,7 +23,15 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from control_plane.api import admin_workers, discovery, events, health, keys, workers
+from control_plane.api import (
+    admin_workers,
+    dashboard,
+    discovery,
+    events,
+    health,
+    keys,
+    workers,
+)
 from control_plane.errors import ControlPlaneError
 from control_plane.middleware import RequestIdMiddleware
 from control_plane.services import ControlPlane
@@ -34,7 +42,7 @@ from fleet.store import FleetStore, FleetStoreError, open_store
 log = logging.getLogger("flotilla.control_plane")
 
 # Worker routes first: POST /v1/workers/register must not be taken for a worker id.
-API_MODULES = (health, workers, admin_workers, keys, events, discovery)
+API_MODULES = (health, workers, admin_workers, keys, events, discovery, dashboard)
 
 
 def create_app(settings: ControlPlaneSettings, *, store: FleetStore | None = None,

@@ -1,0 +1,187 @@
+"""The dashboard at `/`, in headless Chromium against a served control plane on a real Redis.
+
+The page is loaded over a real socket, the operator's steps are done in the browser (type the
+token, click), and what they changed is checked through the admin API.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from control_plane.api.dashboard import STATIC_DIR
+from fleet.schemas import RouterReport
+from fleet.store import ROUTERS
+from tests.control_plane.conftest import ADMIN_TOKEN, eventually
+from tests.control_plane.dashboard_support import (
+    Served,
+    browser_session,
+    png_size,
+    serve_control_plane,
+    sign_in,
+    wait_refreshed,
+)
+from tests.support.readyz_server import ReadyzServer, readyz_server
+from tests.support.webdriver import Browser
+
+ROW_TEXT = ("return Array.from(document.querySelectorAll('#workers-table tbody tr'),"
+            " tr => [tr.dataset.workerId, tr.innerText]);")
+
+
+@pytest.fixture
+async def served(redis_server: Any, key_prefix: str) -> AsyncIterator[Served]:
+    async with serve_control_plane(str(redis_server.url), key_prefix) as value:
+        yield value
+
+
+@pytest.fixture
+async def agent() -> AsyncIterator[ReadyzServer]:
+    async with readyz_server(200) as server:
+        yield server
+
+
+@pytest.fixture
+async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
+    async with browser_session(tmp_path) as value:
+        yield value
+
+
+async def two_workers(served: Served, agent: ReadyzServer) -> tuple[str, str]:
+    """One worker that becomes ready (its probe passes), one still starting."""
+    ready = await served.enroll("i-ready", agent.url, instance={
+        "provider": "local", "pool": "p1", "instance_type": "g5.xlarge"})
+    starting = await served.enroll("i-starting", "http://127.0.0.1:9", status="starting")
+    await eventually(lambda: served.cp.registry.is_ready(ready), message="worker ready")
+    return ready, starting
+
+
+async def test_the_page_carries_no_data_and_a_strict_policy(served: Served,
+                                                            agent: ReadyzServer) -> None:
+    worker_id = await served.enroll("i-1", agent.url)
+    page = await served.client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert worker_id not in page.text and ADMIN_TOKEN not in page.text
+    script = await served.client.get("/dashboard/app.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert script.headers["content-security-policy"] == policy
+    for path in ("/dashboard/index.html", "/dashboard/..%2Fapi%2Fauth.py", "/dashboard/nope.js"):
+        reply = await served.client.get(path)
+        assert reply.status_code == 404, path
+        assert "error" in reply.json()
+
+
+def test_the_script_never_turns_data_into_markup() -> None:
+    script = (STATIC_DIR / "app.js").read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
+                 "new Function", "console."):
+        assert sink not in script, sink
+    html = (STATIC_DIR / "index.html").read_text()
+    assert "<script>" not in html and "style=" not in html  # nothing inline: the CSP forbids it
+    assert not re.search(r"(src|href)=\"(https?:)?//", html)  # no CDN
+
+
+async def test_workers_panel_lists_enrolled_workers_and_screenshots(
+        served: Served, agent: ReadyzServer, browser: Browser, tmp_path: Path) -> None:
+    ready, starting = await two_workers(served, agent)
+    report = RouterReport(router_id="router-a", ts=served.cp.clock(), started_at=0.0,
+                          circuits={ready: "healthy", starting: "circuit_open"})
+    await served.store.put_doc(ROUTERS, "router-a", report)
+
+    await browser.get(served.url + "/")
+    assert await browser.run("return document.getElementById('dashboard').hidden")
+    assert not await browser.run("return document.getElementById('sign-in').hidden")
+    await sign_in(browser, served.url)
+    await wait_refreshed(browser)
+
+    rows = dict(await browser.run(ROW_TEXT))
+    assert set(rows) == {ready, starting}
+    assert "ready" in rows[ready] and "m1" in rows[ready]
+    assert "g5.xlarge" in rows[ready] and "p1" in rows[ready]
+    assert "router-a: healthy" in rows[ready]
+    assert "starting" in rows[starting] and "router-a: circuit_open" in rows[starting]
+    assert await browser.text(await browser.find("#workers-ready")) == "1 / 2"
+    # The timeline shows what happened, newest first.
+    events = await browser.run("return document.getElementById('events-list').innerText")
+    assert "worker.registered" in events and "worker.ready" in events
+    # The token lives in this tab's session storage only: not in the URL, not in local storage.
+    assert await browser.run("return sessionStorage.getItem('flotilla.adminToken')") == ADMIN_TOKEN
+    assert await browser.run("return localStorage.length") == 0
+    assert ADMIN_TOKEN not in await browser.run("return location.href")
+    assert await browser.run("return document.getElementById('token-input').value") == ""
+
+    png = await browser.screenshot(tmp_path / "shots" / "dashboard.png")
+    viewport = await browser.run("return [window.innerWidth, window.innerHeight]")
+    assert png_size(png) == tuple(viewport)
+
+
+async def test_drain_button_takes_two_clicks_and_drains_the_worker(
+        served: Served, agent: ReadyzServer, browser: Browser) -> None:
+    ready, starting = await two_workers(served, agent)
+    await sign_in(browser, served.url)
+    await wait_refreshed(browser)
+    button = await browser.find(f'button.drain[data-worker-id="{ready}"]')
+    await browser.click(button)
+    assert await browser.text(button) == "Confirm drain"
+    assert not (await served.worker(ready))["draining"]  # the first click only arms it
+
+    await browser.click(button)
+    worker = await eventually(lambda: _draining(served, ready), message="drain via the page")
+    assert worker["drain_reason"] == "dashboard"
+    assert not (await served.worker(starting))["draining"]
+    await browser.wait_for(
+        "const tr = document.querySelector(`#workers-table tr[data-worker-id='${arguments[0]}']`);"
+        "return tr && tr.innerText.includes('draining');", ready, message="row shows draining")
+    assert "is draining" in await browser.text(await browser.find("#banner"))
+
+
+async def _draining(served: Served, worker_id: str) -> dict[str, Any] | None:
+    worker = await served.worker(worker_id)
+    return worker if worker["draining"] else None
+
+
+async def test_a_refused_token_returns_to_the_sign_in_form(served: Served,
+                                                           browser: Browser) -> None:
+    await sign_in(browser, served.url, token="not-the-admin-token")
+    message = await browser.wait_for(
+        "const e = document.getElementById('sign-in-error');"
+        "return !e.hidden && e.textContent;", message="sign-in error")
+    assert "refused" in message
+    assert await browser.run("return sessionStorage.getItem('flotilla.adminToken')") is None
+    assert await browser.run("return document.getElementById('dashboard').hidden")
+
+
+async def test_hostile_strings_from_the_store_are_shown_as_text(
+        served: Served, agent: ReadyzServer, browser: Browser) -> None:
+    worker_id = await served.enroll("i-1", agent.url)
+    hostile = '<img id="injected" src="x" onerror="document.title=\'owned\'">'
+    report = RouterReport(router_id=hostile, ts=served.cp.clock(), started_at=0.0,
+                          circuits={worker_id: "<b id=\"bold\">open</b>"})
+    await served.store.put_doc(ROUTERS, hostile, report)
+    await sign_in(browser, served.url)
+    await wait_refreshed(browser)
+    circuits = await browser.text(await browser.find(f'tr[data-worker-id="{worker_id}"] .circuits'))
+    assert hostile in circuits and '<b id="bold">open</b>' in circuits
+    assert await browser.run("return document.querySelectorAll('#injected, #bold').length") == 0
+    assert await browser.run("return document.title") != "owned"
+
+
+async def test_an_empty_fleet_shows_empty_states_not_errors(served: Served,
+                                                             browser: Browser) -> None:
+    await sign_in(browser, served.url)
+    await wait_refreshed(browser)
+    text = await browser.run("return document.getElementById('dashboard').innerText")
+    assert "No workers enrolled yet." in text
+    assert await browser.run("return document.getElementById('workers-table').hidden")
+    assert await browser.run("return document.getElementById('banner').hidden")
+    errors = await browser.run("return Array.from(document.querySelectorAll('.panel-error'),"
+                               " e => e.hidden ? '' : e.textContent).join('')")
+    assert errors == ""
