@@ -185,3 +185,22 @@ async def test_an_empty_fleet_shows_empty_states_not_errors(served: Served,
     errors = await browser.run("return Array.from(document.querySelectorAll('.panel-error'),"
                                " e => e.hidden ? '' : e.textContent).join('')")
     assert errors == ""
+
+
+async def test_polling_pauses_while_the_tab_is_hidden_and_resumes_at_once(
+        served: Served, browser: Browser) -> None:
+    await sign_in(browser, served.url)
+    first = await wait_refreshed(browser)
+    await browser.wait_for("return document.body.dataset.polling === 'on'", message="polling")
+
+    await browser.minimize()  # the tab becomes hidden, as when the operator switches away
+    assert await browser.run("return document.visibilityState") == "hidden"
+    await browser.wait_for("return document.body.dataset.polling === 'paused'",
+                           message="polling paused")
+    status = await browser.text(await browser.find("#refresh-status"))
+    assert status == "paused while the tab is hidden"
+
+    await browser.set_window_size(1280, 900)  # visible again: refreshed now, not at the next tick
+    assert await browser.run("return document.visibilityState") == "visible"
+    await wait_refreshed(browser, after=first)
+    await browser.wait_for("return document.body.dataset.polling === 'on'", message="polling")

@@ -111,6 +111,10 @@ class Browser:
     async def set_window_size(self, width: int, height: int) -> None:
         await self._call("POST", "/window/rect", {"width": width, "height": height})
 
+    async def minimize(self) -> None:
+        """Minimize the window: its page's `document.visibilityState` becomes "hidden"."""
+        await self._call("POST", "/window/minimize", {})
+
 
 class ChromeDriver:
     def __init__(self, http: httpx.AsyncClient, chromium: str) -> None:

@@ -373,18 +373,24 @@
     return state.inFlight;
   }
 
-  function schedule() {
+  // body[data-polling] says whether a poll is scheduled ("on") or not ("paused", "off").
+  function stopPolling(why) {
     clearTimeout(state.pollTimer);
     state.pollTimer = null;
+    document.body.dataset.polling = why;
+  }
+
+  function schedule() {
+    stopPolling(document.hidden ? "paused" : "off");
     if (document.hidden || !token()) return;
     state.pollTimer = setTimeout(() => { refresh().finally(schedule); }, POLL_MS);
+    document.body.dataset.polling = "on";
   }
 
   function onVisibility() {
     if (!token()) return;
     if (document.hidden) {
-      clearTimeout(state.pollTimer);
-      state.pollTimer = null;
+      stopPolling("paused");
       $("refresh-status").textContent = "paused while the tab is hidden";
     } else {
       refresh().finally(schedule);
@@ -480,8 +486,7 @@
 
   function signOut(message) {
     sessionStorage.removeItem(TOKEN_KEY);
-    clearTimeout(state.pollTimer);
-    state.pollTimer = null;
+    stopPolling("off");
     showSignedIn(false);
     banner("");
     $("refresh-status").textContent = "not signed in";
