@@ -30,6 +30,8 @@ from control_plane.api import (
     events,
     health,
     keys,
+    pools,
+    routes,
     workers,
 )
 from control_plane.errors import ControlPlaneError
@@ -42,7 +44,8 @@ from fleet.store import FleetStore, FleetStoreError, open_store
 log = logging.getLogger("flotilla.control_plane")
 
 # Worker routes first: POST /v1/workers/register must not be taken for a worker id.
-API_MODULES = (health, workers, admin_workers, keys, events, discovery, dashboard)
+API_MODULES = (health, workers, admin_workers, keys, pools, routes, events, discovery,
+               dashboard)
 
 
 def create_app(settings: ControlPlaneSettings, *, store: FleetStore | None = None,
@@ -66,9 +69,9 @@ def create_app(settings: ControlPlaneSettings, *, store: FleetStore | None = Non
             log.info("control plane ready")
             yield {"cp": cp}
 
-    routes = [route for module in API_MODULES for route in module.ROUTES]
+    endpoints = [route for module in API_MODULES for route in module.ROUTES]
     return Starlette(
-        routes=routes,
+        routes=endpoints,
         lifespan=lifespan,
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers={

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import aiohttp
 from prometheus_client import CollectorRegistry
 
+from control_plane.catalog import FleetCatalog
 from control_plane.events import EventLog
 from control_plane.keys import ApiKeys
 from control_plane.loops import OwnedTasks, periodic
@@ -35,7 +36,14 @@ from control_plane.store_guard import StoreGuard
 from control_plane.tokens import WorkerTokens
 from control_plane.url_policy import UrlPolicy
 from control_plane.writer import WorkerWriter
-from fleet.store import TOPIC_KEYS, TOPIC_WORKERS, FleetStore, FleetStoreError
+from fleet.store import (
+    TOPIC_KEYS,
+    TOPIC_POOLS,
+    TOPIC_ROUTES,
+    TOPIC_WORKERS,
+    FleetStore,
+    FleetStoreError,
+)
 
 log = logging.getLogger("flotilla.control_plane")
 
@@ -58,6 +66,7 @@ class ControlPlane:
         self.events = EventLog(self.writer, self.metrics, clock)
         self.tokens = WorkerTokens(store)
         self.keys = ApiKeys(store, clock)
+        self.catalog = FleetCatalog(store)
         self.url_policy = UrlPolicy(settings.worker_networks)
         probe_requests = ProbeRequests()
         self.registry = WorkerRegistry(store, self.writer, self.events, self.tokens,
@@ -68,9 +77,11 @@ class ControlPlane:
             timeout_s=settings.probe_timeout_s, concurrency=settings.probe_concurrency,
             metrics=self.metrics, clock=clock)
         self.guard = StoreGuard(store, self.events, self.metrics,
-                                topics=[TOPIC_WORKERS, TOPIC_KEYS])
+                                topics=[TOPIC_WORKERS, TOPIC_KEYS, TOPIC_POOLS, TOPIC_ROUTES])
         self.guard.add(self.tokens.docs)
         self.guard.add(self.keys.docs)
+        self.guard.add(self.catalog.pool_docs)
+        self.guard.add(self.catalog.route_docs)
         self.guard.add(self.registry)
         self.metrics.watch_workers(self.registry, clock)
         self.tasks = OwnedTasks()
@@ -83,8 +94,9 @@ class ControlPlane:
         tokens = await self.tokens.load()
         keys = await self.keys.load()
         workers = await self.registry.load()
-        log.info("control plane state read back: %d workers, %d worker tokens, %d api keys",
-                 workers, tokens, keys)
+        pools, routes = await self.catalog.load()
+        log.info("control plane state read back: %d workers, %d worker tokens, %d api keys, "
+                 "%d pools, %d routes", workers, tokens, keys, pools, routes)
         settings = self.settings
         self.tasks.start("readiness-prober", self.prober.run())
         self.tasks.start("worker-expiry", periodic(
