@@ -16,7 +16,7 @@
   const REQUEST_TIMEOUT_MS = 10000;
   const CONFIRM_MS = 4000;
   const EVENTS_SHOWN = 30;
-  const ENDED_BURST_STATES = new Set(["completed", "failed", "cancelled", "canceled"]);
+  const ENDED_BURST_STATES = new Set(["completed", "failed"]);
 
   const $ = (id) => document.getElementById(id);
   const state = { pollTimer: null, inFlight: null, armed: new Map(), pools: [] };
@@ -156,6 +156,7 @@
       el("td", { className: "mono" }, poolName(pool)),
       el("td", null, text(pool.model_id)),
       el("td", null, text(pool.provider)),
+      el("td", null, `${text(pool.min_replicas)}–${text(pool.max_replicas)}`),
       el("td", { className: behind ? "warn replicas" : "replicas" },
         `${text(s.ready_replicas)} / ${text(s.desired_replicas)}`),
       el("td", null, text(s.starting_replicas)),
@@ -221,27 +222,34 @@
     box.hidden = false;
     box.dataset.burstId = String(burst.id);
     $("burst-id").textContent = String(burst.id);
-    $("burst-state").textContent = text(burst.state);
+    $("burst-state").textContent = text(burst.state)
+      + (!active && burst.end_reason ? ` (${burst.end_reason})` : "");
     $("burst-state").className = "badge state-" + String(burst.state).replace(/[^a-z_]/g, "");
     $("burst-pool").textContent = "pool " + text(burst.pool);
     $("burst-summary").textContent = active ? text(burst.state) : "none active";
-    const progress = isNumber(burst.progress) ? Math.min(1, Math.max(0, burst.progress)) : 0;
-    $("burst-progress").value = progress;
-    $("burst-progress").textContent = `${Math.round(progress * 100)}%`;
+    // No progress when only an idle timeout bounds the burst: an indeterminate bar.
+    const progress = isNumber(burst.progress) ? Math.min(1, Math.max(0, burst.progress)) : null;
+    const percent = progress === null ? "–" : `${Math.round(progress * 100)}%`;
+    const bar = $("burst-progress");
+    if (progress === null) bar.removeAttribute("value");
+    else bar.value = progress;
+    bar.textContent = percent;
     const cancel = $("burst-cancel");
     cancel.hidden = !active;
     cancel.textContent = isArmed("cancel:" + burst.id) ? "Confirm cancel" : "Cancel burst";
     const budget = isNumber(burst.budget_usd) ? ` of ${usd(burst.budget_usd)}` : "";
-    $("burst-facts").replaceChildren(
-      fact("progress", `${Math.round(progress * 100)}%`),
+    $("burst-facts").replaceChildren(...[
+      fact("progress", percent),
       fact("replicas ready", `${text(burst.ready_replicas)} / ${text(burst.replicas)}`),
       fact("cost", usd(burst.cost_usd) + budget),
       fact("started", when(burst.started_at ?? burst.created_at)),
-      fact("deadline", when(burst.deadline)));
+      fact(active ? "deadline" : "ended", when(active ? burst.deadline : burst.ended_at)),
+      burst.last_error ? fact("last error", burst.last_error) : null,
+    ].filter(Boolean));
     const events = Array.isArray(burst.events) ? burst.events : [];
     $("burst-timeline").replaceChildren(...events.map((e) => el("li", null,
       el("span", { className: "time" }, clock(e.time ?? e.ts)),
-      el("span", { className: "badge" }, text(e.state ?? e.kind)),
+      el("span", { className: "badge" }, text(e.kind)),
       el("span", null, text(e.message)))));
     if (!events.length) $("burst-timeline").append(el("li", { className: "muted" }, "no events yet"));
   }
@@ -355,7 +363,7 @@
       let detail = null;
       const shown = !bursts.error && !bursts.missing && list(bursts.value)
         .find((b) => !ENDED_BURST_STATES.has(b.state));
-      if (shown) {
+      if (shown && !Array.isArray(shown.events)) { // a list without timelines: read this one
         const one = await settle(api("GET", "/v1/bursts/" + encodeURIComponent(shown.id)));
         detail = one.value || null;
       }
