@@ -5,6 +5,8 @@
       tokens (worker tokens)   keys (API keys)   url_policy
       registry (workers) ◄── prober (/readyz probes)
       guard (epoch check, reseed)                   tasks (owned background loops)
+      catalog (pools, routes)
+      capacity (autoscaler loop, executor, instance book) ─ costs (ledger)   reconciler
 
 `start()` reads the store back (a restart keeps workers, tokens and keys), claims the epoch and
 starts the loops; `aclose()` stops the loops, writes what is still queued and closes what this
@@ -19,17 +21,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import aiohttp
 from prometheus_client import CollectorRegistry
 
+from control_plane.capacity.gauges import CapacityMetrics
+from control_plane.capacity.manager import CapacityManager
+from control_plane.capacity.reconciler import Reconciler
 from control_plane.catalog import FleetCatalog
 from control_plane.events import EventLog
 from control_plane.keys import ApiKeys
 from control_plane.loops import OwnedTasks, periodic
 from control_plane.metrics import ControlPlaneMetrics
 from control_plane.probes import ProbeRequests, ReadinessProber, probe_session
+from control_plane.providers.base import CapacityProvider
 from control_plane.registry import WorkerRegistry
 from control_plane.settings import ControlPlaneSettings
 from control_plane.store_guard import StoreGuard
@@ -54,7 +60,8 @@ class ControlPlane:
     def __init__(self, settings: ControlPlaneSettings, store: FleetStore, *,
                  http: aiohttp.ClientSession | None = None,
                  metrics_registry: CollectorRegistry | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 providers: Mapping[str, CapacityProvider] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.clock = clock
@@ -83,6 +90,17 @@ class ControlPlane:
         self.guard.add(self.catalog.pool_docs)
         self.guard.add(self.catalog.route_docs)
         self.guard.add(self.registry)
+        self.capacity = CapacityManager(
+            settings, store, registry=self.registry, catalog=self.catalog, events=self.events,
+            tokens=self.tokens, metrics=CapacityMetrics(self.metrics.registry), clock=clock,
+            providers=providers)
+        self.costs = self.capacity.costs
+        self.reconciler = Reconciler(
+            settings, self.capacity.providers, book=self.capacity.book, costs=self.costs,
+            registry=self.registry, tokens=self.tokens, catalog=self.catalog,
+            events=self.events, clock=clock)
+        self.guard.add(self.capacity.book.docs)
+        self.guard.add(self.costs.docs)
         self.metrics.watch_workers(self.registry, clock)
         self.tasks = OwnedTasks()
         self._writer_task: asyncio.Task[None] | None = None
@@ -90,19 +108,27 @@ class ControlPlane:
     async def start(self) -> None:
         await self._wait_for_store()
         self._writer_task = self.tasks.start("store-writer", self.writer.run())
+        fresh_store = await self.store.get_epoch() is None
         await self.guard.claim()
+        if fresh_store:
+            self.reconciler.fresh_store_at = self.clock()
         tokens = await self.tokens.load()
         keys = await self.keys.load()
         workers = await self.registry.load()
         pools, routes = await self.catalog.load()
+        instances, _ = await self.capacity.load()
         log.info("control plane state read back: %d workers, %d worker tokens, %d api keys, "
-                 "%d pools, %d routes", workers, tokens, keys, pools, routes)
+                 "%d pools, %d routes, %d instances", workers, tokens, keys, pools, routes,
+                 instances)
         settings = self.settings
         self.tasks.start("readiness-prober", self.prober.run())
         self.tasks.start("worker-expiry", periodic(
             "worker expiry", min(1.0, settings.heartbeat_interval_s / 2), self._expire))
         self.tasks.start("store-guard", periodic(
             "store check", settings.store_check_interval_s, self.guard.check))
+        self.tasks.start("reconcile", periodic(
+            "reconcile", settings.reconcile_interval_s, self.reconciler.run_once))
+        self.tasks.start("capacity", self.capacity.run())
 
     async def _expire(self) -> None:
         self.registry.expire(self.clock())
@@ -126,6 +152,7 @@ class ControlPlane:
         try:
             await self.writer.drained(timeout=5.0)
             await self.tasks.aclose()
+            await self.capacity.aclose()
         finally:
             if self._own_http:
                 await self.http.close()

@@ -14,6 +14,7 @@ replicas, queue depth, TTFT p95, cost per hour, last autoscaler decision).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -25,8 +26,14 @@ from control_plane.catalog import pool_doc
 from control_plane.errors import BadRequest, NotFound
 from control_plane.http import json_response, read_model
 from fleet.catalog import NAME_PATTERN, Pool
+from fleet.validation import rule
 
 _NAME = re.compile(NAME_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleRequest:
+    replicas: int = rule(ge=0, le=1000)
 
 
 def pool_name(request: Request) -> str:
@@ -38,7 +45,8 @@ def pool_name(request: Request) -> str:
 
 
 def pool_view(cp: Any, name: str, pool: Pool) -> dict[str, Any]:
-    return {"name": name, "object": "pool", **pool_doc(pool)}
+    return {"name": name, "object": "pool", **pool_doc(pool),
+            "status": cp.capacity.status(name)}
 
 
 @admin
@@ -47,6 +55,7 @@ async def put_pool(request: Request) -> Response:
     name = pool_name(request)
     pool = await read_model(request, Pool, cp.settings.max_body_bytes)
     previous = await cp.catalog.put_pool(name, pool)
+    cp.capacity.pool_changed(name)
     kind = "pool.created" if previous is None else "pool.updated"
     cp.events.emit(kind, f"pool {name} ({pool.model_id}, {pool.provider}, "
                          f"{pool.min_replicas}..{pool.max_replicas} replicas) "
@@ -79,12 +88,28 @@ async def delete_pool(request: Request) -> Response:
     pool = await cp.catalog.delete_pool(name)
     if pool is None:
         raise NotFound(f"no pool {name}", param="name")
-    cp.events.emit("pool.deleted", f"pool {name} deleted", subject=name)
-    return json_response({"id": name, "object": "pool", "deleted": True})
+    released = cp.capacity.pool_deleted(name)
+    cp.events.emit("pool.deleted", f"pool {name} deleted; releasing {released} instance(s)",
+                   subject=name, data={"instances": released})
+    return json_response({"id": name, "object": "pool", "deleted": True,
+                          "releasing_instances": released})
+
+
+@admin
+async def scale_pool(request: Request) -> Response:
+    cp = request.state.cp
+    name = pool_name(request)
+    body = await read_model(request, ScaleRequest, cp.settings.max_body_bytes)
+    pool = cp.catalog.pool(name)
+    if pool is None:
+        raise NotFound(f"no pool {name}", param="name")
+    await cp.capacity.scale(name, body.replicas)
+    return json_response(pool_view(cp, name, pool))
 
 
 ROUTES = [
     Route("/v1/pools", list_pools, methods=["GET"]),
+    Route("/v1/pools/{name}/scale", scale_pool, methods=["POST"]),
     Route("/v1/pools/{name}", put_pool, methods=["PUT"]),
     Route("/v1/pools/{name}", get_pool, methods=["GET"]),
     Route("/v1/pools/{name}", delete_pool, methods=["DELETE"]),

@@ -48,7 +48,8 @@ async def test_a_pool_is_created_read_listed_replaced_and_deleted(running: Runni
     assert [p["name"] for p in listed] == ["chat"]
 
     deleted = await running.client.delete("/v1/pools/chat", headers=running.admin)
-    assert deleted.json() == {"id": "chat", "object": "pool", "deleted": True}
+    assert deleted.json() == {"id": "chat", "object": "pool", "deleted": True,
+                              "releasing_instances": 0}
     assert await running.store.get_docs(POOLS) == {}
     assert (await running.client.get("/v1/pools/chat", headers=running.admin)).status_code == 404
     kinds = [e["kind"] for e in (await running.client.get(
