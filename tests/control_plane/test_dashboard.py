@@ -209,3 +209,37 @@ async def test_pools_panel_lists_pools_and_offers_them_to_the_forms(
             "return Array.from(document.querySelector(arguments[0]).options, o => o.value)",
             select)
         assert options == ["chat", "embed"], select
+
+
+async def pool_status(served: Served, name: str) -> dict[str, Any]:
+    reply = await served.client.get(f"/v1/pools/{name}", headers=served.admin)
+    assert reply.status_code == 200, reply.text
+    return dict(reply.json()["status"])
+
+
+async def test_scaling_a_pool_from_the_page_sets_its_desired_replicas(
+        served: Served, browser: Browser) -> None:
+    await put_pool(served, "chat", max_replicas=3)
+    await put_pool(served, "embed", model_id="e1", engine="tei", max_replicas=2)
+    await sign_in(browser, served.url)
+    await wait_refreshed(browser)
+    assert (await pool_status(served, "chat"))["desired_replicas"] == 0
+
+    await browser.run("const s = document.getElementById('scale-pool'); s.value = 'chat';")
+    replicas = await browser.find("#scale-replicas")
+    await browser.type(replicas, "2")
+    await browser.click(await browser.find("#scale-submit"))
+
+    status = await eventually(lambda: _desired(served, "chat", 2), message="desired 2")
+    assert status["last_decision"]["direction"] in ("up", "manual")
+    assert (await pool_status(served, "embed"))["desired_replicas"] == 0
+    await browser.wait_for(
+        "const tr = document.querySelector(\"#pools-table tr[data-pool='chat']\");"
+        "return tr && tr.querySelector('.replicas').innerText.endsWith('/ 2');",
+        message="the chat row shows 2 desired")
+    assert "scaled to 2" in await browser.text(await browser.find("#banner"))
+
+
+async def _desired(served: Served, name: str, replicas: int) -> dict[str, Any] | None:
+    status = await pool_status(served, name)
+    return status if status["desired_replicas"] == replicas else None

@@ -186,7 +186,8 @@
     const cost = result.value || {};
     $("cost-per-hour").textContent = usd(cost.per_hour_usd);
     $("cost-total").textContent = usd(cost.total_usd);
-    $("cost-since").textContent = isNumber(cost.since) ? "since " + when(cost.since) : "";
+    $("cost-since").textContent = (isNumber(cost.since) ? "since " + when(cost.since) : "")
+      + (cost.complete === false ? " (some instances have no known price)" : "");
   }
 
   function renderBurst(result, detail) {
