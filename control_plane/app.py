@@ -25,9 +25,11 @@ from starlette.responses import Response
 
 from control_plane.api import (
     admin_workers,
+    bursts,
     cost,
     dashboard,
     discovery,
+    estimate,
     events,
     health,
     keys,
@@ -46,8 +48,8 @@ from fleet.store import FleetStore, FleetStoreError, open_store
 log = logging.getLogger("flotilla.control_plane")
 
 # Worker routes first: POST /v1/workers/register must not be taken for a worker id.
-API_MODULES = (health, workers, admin_workers, keys, pools, routes, cost, events, discovery,
-               dashboard)
+API_MODULES = (health, workers, admin_workers, keys, pools, routes, cost, bursts, estimate,
+               events, discovery, dashboard)
 
 
 def create_app(settings: ControlPlaneSettings, *, store: FleetStore | None = None,

@@ -7,6 +7,8 @@
       guard (epoch check, reseed)                   tasks (owned background loops)
       catalog (pools, routes)
       capacity (autoscaler loop, executor, instance book) ─ costs (ledger)   reconciler
+      bursts (floors on capacity, timeline, cost so far)   throughput (measured tokens/s)
+      estimate_table (configured throughput, prices, upstream price)
 
 `start()` reads the store back (a restart keeps workers, tokens and keys), claims the epoch and
 starts the loops; `aclose()` stops the loops, writes what is still queued and closes what this
@@ -26,10 +28,13 @@ from collections.abc import Callable, Mapping
 import aiohttp
 from prometheus_client import CollectorRegistry
 
+from control_plane.bursts.manager import BurstManager
+from control_plane.bursts.metrics import BurstGauges
 from control_plane.capacity.gauges import CapacityMetrics
 from control_plane.capacity.manager import CapacityManager
 from control_plane.capacity.reconciler import Reconciler
 from control_plane.catalog import FleetCatalog
+from control_plane.estimates import EstimateTable
 from control_plane.events import EventLog
 from control_plane.keys import ApiKeys
 from control_plane.loops import OwnedTasks, periodic
@@ -39,6 +44,7 @@ from control_plane.providers.base import CapacityProvider
 from control_plane.registry import WorkerRegistry
 from control_plane.settings import ControlPlaneSettings
 from control_plane.store_guard import StoreGuard
+from control_plane.throughput import ThroughputMeter
 from control_plane.tokens import WorkerTokens
 from control_plane.url_policy import UrlPolicy
 from control_plane.writer import WorkerWriter
@@ -101,6 +107,14 @@ class ControlPlane:
             events=self.events, clock=clock)
         self.guard.add(self.capacity.book.docs)
         self.guard.add(self.costs.docs)
+        self.estimate_table = EstimateTable.load(settings.estimate_table)
+        self.throughput = ThroughputMeter(self.http, timeout_s=settings.probe_timeout_s)
+        self.bursts = BurstManager(
+            store, self.events, self.capacity, self.costs, pools=self.catalog.pool,
+            workers=self.registry.records, clock=clock,
+            capacity_timeout_s=settings.burst_capacity_timeout_s)
+        self.guard.add(self.bursts.docs)
+        self.metrics.registry.register(BurstGauges(self.bursts))
         self.metrics.watch_workers(self.registry, clock)
         self.tasks = OwnedTasks()
         self._writer_task: asyncio.Task[None] | None = None
@@ -117,9 +131,10 @@ class ControlPlane:
         workers = await self.registry.load()
         pools, routes = await self.catalog.load()
         instances, _ = await self.capacity.load()
+        bursts = await self.bursts.load()  # running bursts set their floors again
         log.info("control plane state read back: %d workers, %d worker tokens, %d api keys, "
-                 "%d pools, %d routes, %d instances", workers, tokens, keys, pools, routes,
-                 instances)
+                 "%d pools, %d routes, %d instances, %d bursts", workers, tokens, keys, pools,
+                 routes, instances, bursts)
         settings = self.settings
         self.tasks.start("readiness-prober", self.prober.run())
         self.tasks.start("worker-expiry", periodic(
@@ -129,6 +144,14 @@ class ControlPlane:
         self.tasks.start("reconcile", periodic(
             "reconcile", settings.reconcile_interval_s, self.reconciler.run_once))
         self.tasks.start("capacity", self.capacity.run())
+        self.tasks.start("bursts", periodic(
+            "burst tick", settings.burst_interval_s, self.bursts.tick))
+        self.tasks.start("throughput", periodic(
+            "throughput sample", settings.throughput_sample_interval_s, self._sample_throughput))
+
+    async def _sample_throughput(self) -> None:
+        workers = [(w, self.registry.is_ready(w.worker_id)) for w in self.registry.records()]
+        await self.throughput.sample(workers, self.clock())
 
     async def _expire(self) -> None:
         self.registry.expire(self.clock())

@@ -173,6 +173,21 @@ class ControlPlaneSettings:
     log_level: str = option("info", flag="--log-level", env="LOG_LEVEL", choices=LOG_LEVELS)
     log_format: str = option("text", flag="--log-format", env="LOG_FORMAT",
                              choices=("text", "json"))
+    # bursts and estimates (docs/capacity.md "Bursts", "Estimates") ------------------------------
+    burst_interval_s: float = option(2.0, flag="--burst-interval", minimum=0.05, maximum=300.0,
+                                     env="CONTROL_PLANE_BURST_INTERVAL_S",
+                                     help="how often running bursts observe their pool")
+    burst_capacity_timeout_s: float = option(
+        1800.0, flag="--burst-capacity-timeout", minimum=1.0,
+        env="CONTROL_PLANE_BURST_CAPACITY_TIMEOUT_S",
+        help="a burst whose pool never got a ready replica within this fails")
+    throughput_sample_interval_s: float = option(
+        30.0, flag="--throughput-sample-interval", minimum=0.05,
+        env="CONTROL_PLANE_THROUGHPUT_SAMPLE_INTERVAL_S",
+        help="how often the pools' vLLM token counters are read (measured throughput)")
+    estimate_table: str | None = option(
+        None, flag="--estimate-table", env="CONTROL_PLANE_ESTIMATE_TABLE",
+        help="JSON file: throughput per instance type and model, prices, upstream API price")
 
     def __post_init__(self) -> None:
         for cidr in self.worker_networks:
