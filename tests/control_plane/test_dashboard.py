@@ -243,3 +243,54 @@ async def test_scaling_a_pool_from_the_page_sets_its_desired_replicas(
 async def _desired(served: Served, name: str, replicas: int) -> dict[str, Any] | None:
     status = await pool_status(served, name)
     return status if status["desired_replicas"] == replicas else None
+
+
+async def test_a_burst_started_and_cancelled_from_the_page(served: Served,
+                                                           browser: Browser) -> None:
+    await put_pool(served, "chat", max_replicas=3)
+    await sign_in(browser, served.url)
+    await wait_refreshed(browser)
+    assert "No burst yet." in await browser.text(await browser.find("#burst-empty"))
+
+    await browser.clear(replicas := await browser.find("#burst-replicas"))
+    await browser.type(replicas, "2")
+    await browser.type(await browser.find("#burst-duration"), "600")
+    await browser.type(await browser.find("#burst-budget"), "5")
+    await browser.click(await browser.find("#burst-submit"))
+
+    bursts = await eventually(lambda: _bursts(served), message="a burst")
+    (burst,) = bursts
+    assert (burst["pool"], burst["replicas"], burst["duration_s"], burst["budget_usd"]) == (
+        "chat", 2, 600, 5)
+    await browser.wait_for("return document.getElementById('burst-active').dataset.burstId"
+                           " === arguments[0]", burst["id"], message="the burst shown")
+    assert await browser.text(await browser.find("#burst-state")) == burst["state"]
+    assert await browser.run("return document.getElementById('burst-progress').position") >= 0
+    facts = await browser.text(await browser.find("#burst-facts"))
+    assert "of $5.00" in facts and "/ 2" in facts
+    timeline = await browser.text(await browser.find("#burst-timeline"))
+    assert burst["events"] and burst["events"][0]["message"] in timeline
+
+    cancel = await browser.find("#burst-cancel")
+    await browser.click(cancel)
+    assert await browser.text(cancel) == "Confirm cancel"
+    assert (await _bursts(served))[0]["state"] == burst["state"]  # armed, not yet cancelled
+    await browser.click(cancel)
+    ended = await eventually(lambda: _ended(served), message="burst ended")
+    assert ended["end_reason"] == "cancelled"
+    await browser.wait_for("return document.getElementById('burst-cancel').hidden",
+                           message="cancel button gone")
+    state = await browser.text(await browser.find("#burst-state"))
+    assert state == f"{ended['state']} (cancelled)"
+    assert await browser.text(await browser.find("#burst-summary")) == "none active"
+
+
+async def _bursts(served: Served) -> list[dict[str, Any]]:
+    reply = await served.client.get("/v1/bursts", headers=served.admin)
+    assert reply.status_code == 200, reply.text
+    return list(reply.json()["data"])
+
+
+async def _ended(served: Served) -> dict[str, Any] | None:
+    bursts = await _bursts(served)
+    return bursts[0] if bursts and bursts[0]["state"] in ("completed", "failed") else None
