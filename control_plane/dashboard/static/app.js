@@ -48,6 +48,7 @@
 
   const isNumber = (v) => typeof v === "number" && Number.isFinite(v);
   const text = (v) => (v === undefined || v === null || v === "" ? "–" : String(v));
+  const num = (v) => (isNumber(v) ? String(Math.round(v * 10) / 10) : text(v));
   const usd = (v) => (isNumber(v) ? "$" + v.toFixed(v !== 0 && Math.abs(v) < 1 ? 3 : 2) : "–");
   const clock = (ts) => (isNumber(ts) ? new Date(ts * 1000).toLocaleTimeString() : "–");
   const when = (ts) => (isNumber(ts) ? new Date(ts * 1000).toLocaleString() : "–");
@@ -160,7 +161,7 @@
       el("td", { className: behind ? "warn replicas" : "replicas" },
         `${text(s.ready_replicas)} / ${text(s.desired_replicas)}`),
       el("td", null, text(s.starting_replicas)),
-      el("td", null, text(s.queue_depth)),
+      el("td", null, num(s.queue_depth)),
       el("td", { className: overSlo ? "warn" : null, title: isNumber(slo) ? `SLO ${slo} ms` : null },
         ttft),
       el("td", null, usd(s.cost_per_hour_usd)),
