@@ -294,3 +294,23 @@ async def _bursts(served: Served) -> list[dict[str, Any]]:
 async def _ended(served: Served) -> dict[str, Any] | None:
     bursts = await _bursts(served)
     return bursts[0] if bursts and bursts[0]["state"] in ("completed", "failed") else None
+
+
+async def test_an_action_the_api_refuses_shows_its_error_and_changes_nothing(
+        served: Served, browser: Browser) -> None:
+    await put_pool(served, "chat", max_replicas=3)
+    await sign_in(browser, served.url)
+    await wait_refreshed(browser)
+    # Neither a duration nor an idle timeout: the bursts API refuses (it would never end).
+    await browser.click(await browser.find("#burst-submit"))
+    message = await browser.wait_for(
+        "const b = document.getElementById('banner');"
+        "return !b.hidden && b.classList.contains('error') && b.textContent;",
+        message="the API's error in the banner")
+    assert "duration_s" in message or "idle_timeout_s" in message
+    assert await _bursts(served) == []
+    # The error stays until the operator does something else: a refresh keeps it.
+    before = await browser.run("return Date.now()")
+    await browser.click(await browser.find("#refresh-now"))
+    await wait_refreshed(browser, after=before)
+    assert await browser.text(await browser.find("#banner")) == message
