@@ -1,7 +1,7 @@
 """The dashboard: `/` and its two assets, static files that carry no data.
 
     GET /                        index.html
-    GET /dashboard/{app.js, style.css}
+    GET /dashboard/{app.js, api.js, confirm.js, dom.js, panels.js, style.css}
 
 The page reads the admin API with the token the operator types in (kept in the tab's
 sessionStorage, sent as `Authorization: Bearer`), so serving it needs no authentication and
@@ -22,7 +22,10 @@ from control_plane.errors import NotFound
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "dashboard" / "static"
 
-ASSETS = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
+_JS = "text/javascript; charset=utf-8"
+# app.js is the entry point (an ES module); the others are the modules it imports.
+ASSETS = {"app.js": _JS, "api.js": _JS, "confirm.js": _JS, "dom.js": _JS, "panels.js": _JS,
+          "style.css": "text/css; charset=utf-8"}
 
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'none'",

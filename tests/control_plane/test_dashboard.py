@@ -47,11 +47,22 @@ async def agent() -> AsyncIterator[ReadyzServer]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Browser]:
+async def shared_browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Browser]:
     """One browser for the module (starting one costs a second or two); every test loads the
     page from its own control plane on its own port, a new origin with empty session storage."""
     async with browser_session(tmp_path_factory.mktemp("chromium")) as value:
         yield value
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def browser(shared_browser: Browser) -> AsyncIterator[Browser]:
+    """The browser, and after the test: no script error, no CSP violation in the console.
+    (Network messages are left out: some tests make the API answer 401 or 422 on purpose.)"""
+    await shared_browser.console()  # what earlier tests left
+    yield shared_browser
+    problems = [m for m in await shared_browser.console()
+                if m.get("level") == "SEVERE" and m.get("source") != "network"]
+    assert problems == [], problems
 
 
 async def two_workers(served: Served, agent: ReadyzServer) -> tuple[str, str]:

@@ -111,6 +111,11 @@ class Browser:
     async def set_window_size(self, width: int, height: int) -> None:
         await self._call("POST", "/window/rect", {"width": width, "height": height})
 
+    async def console(self) -> list[dict[str, Any]]:
+        """The page's console messages since the last call (errors, CSP violations, ...):
+        chromedriver's log endpoint, outside the W3C protocol."""
+        return list(await self._call("POST", "/se/log", {"type": "browser"}))
+
     async def minimize(self) -> None:
         """Minimize the window: its page's `document.visibilityState` becomes "hidden"."""
         await self._call("POST", "/window/minimize", {})
@@ -128,7 +133,8 @@ class ChromeDriver:
             "--no-first-run", "--disable-extensions", "--disable-background-networking",
             "--hide-scrollbars", f"--window-size={width},{height}"]}
         reply = await self._http.post("/session", json={"capabilities": {"alwaysMatch": {
-            "browserName": "chrome", "goog:chromeOptions": options}}})
+            "browserName": "chrome", "goog:chromeOptions": options,
+            "goog:loggingPrefs": {"browser": "ALL"}}}})
         value = reply.json()["value"]
         if reply.status_code != 200:
             raise WebDriverError(reply.status_code, str(value.get("error")),
