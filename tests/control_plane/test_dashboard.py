@@ -170,6 +170,11 @@ async def test_an_empty_fleet_shows_empty_states_not_errors(served: Served,
     errors = await browser.run("return Array.from(document.querySelectorAll('.panel-error'),"
                                " e => e.hidden ? '' : e.textContent).join('')")
     assert errors == ""
+    assert "No pools yet" in text and "No burst yet." in text
+    cost = (await served.client.get("/v1/cost", headers=served.admin)).json()
+    assert (cost["per_hour_usd"], cost["total_usd"]) == (0, 0)
+    assert await browser.text(await browser.find("#cost-per-hour")) == "$0.00"
+    assert (await browser.text(await browser.find("#cost-since"))).startswith("since ")
 
 
 async def test_polling_pauses_while_the_tab_is_hidden_and_resumes_at_once(
