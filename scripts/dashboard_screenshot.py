@@ -1,10 +1,11 @@
 """Take the dashboard screenshot in docs/img/ from a real stack on this machine.
 
 Starts a redis-server, the control plane with the local provider (real worker agents supervising
-simulators, fake prices) and a router in one event loop on loopback ports; creates two pools and a
-route, waits for the first replica, sends a few requests through the router (so the routers report
-breaker states), starts a burst, and photographs the page in headless Chromium. Everything it
-started is stopped at the end (the provider stops its agents by PID).
+simulators, fake prices) and a router in one event loop on loopback ports (the tests'
+`serve_stack`); creates two pools and a route, waits for the first replica, sends a few requests
+through the router (so the routers report breaker states), starts a burst, and photographs the
+page in headless Chromium. Everything it started is stopped at the end (the provider stops its
+agents by PID).
 
     python scripts/dashboard_screenshot.py [--out docs/img/dashboard.png]
 """
@@ -25,20 +26,12 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from control_plane.app import create_app as create_control_plane  # noqa: E402
-from control_plane.settings import ControlPlaneSettings  # noqa: E402
-from fleet.redis_store import RedisFleetStore  # noqa: E402
-from fleet.serving import Listener, serve_apps  # noqa: E402
-from router.app import create_app as create_router  # noqa: E402
-from router.settings import RouterSettings  # noqa: E402
-from tests.support.ports import free_port  # noqa: E402
+from tests.control_plane.conftest import ADMIN_TOKEN  # noqa: E402
+from tests.control_plane.dashboard_support import serve_stack  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 from tests.support.webdriver import chromedriver, chromium_binary  # noqa: E402
 
-ADMIN_TOKEN = "dashboard-screenshot-admin-token"
 MODEL = "sim/chat-small"
-FAST_AGENT = ("--engine-poll-interval-s 0.2 --drain-settle-s 0 --drain-timeout-s 5 "
-              "--engine-stop-grace-s 3 --backoff-max-s 0.5 --heartbeat-interval-s 1")
 
 
 async def until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
@@ -69,36 +62,13 @@ async def main(out: Path, width: int, height: int) -> None:
 
 async def run_stack(redis_url: str, workdir: Path, out: Path, chromium: str, driver: str,
                     width: int, height: int) -> None:
-    cp_port, router_port = free_port(), free_port()
-    settings = ControlPlaneSettings(
-        host="127.0.0.1", port=cp_port, admin_token=ADMIN_TOKEN, heartbeat_interval_s=1.0,
-        probe_interval_s=1.0, autoscale_interval_s=1.0, local_workdir=str(workdir / "instances"),
-        local_boot_delay_s=1.0, local_agent_args=FAST_AGENT, local_simulator_args="--load-s 1",
-        local_prices=("sim-gpu=0.45", "sim-big=1.2"), local_terminate_grace_s=5.0,
-        log_level="warning")
-    store = RedisFleetStore(redis_url, prefix="flotilla-shot")
-    router_settings = RouterSettings(host="127.0.0.1", port=router_port, redis_url=None,
-                                     report_period_s=0.5, refresh_period_s=0.5, log_level="warning")
-    cp_app = create_control_plane(settings, store=store)
-    stop = asyncio.Event()
-    serving = asyncio.create_task(serve_apps(
-        [Listener(cp_app, "127.0.0.1", cp_port, "control-plane"),
-         Listener(create_router(router_settings, store=store), "127.0.0.1", router_port,
-                  "router")], stop=stop, handle_signals=False, timeout_graceful_shutdown=5))
-    cp_url, router_url = f"http://127.0.0.1:{cp_port}", f"http://127.0.0.1:{router_port}"
-    try:
-        async with httpx.AsyncClient(base_url=cp_url, timeout=10, headers={
-                "authorization": f"Bearer {ADMIN_TOKEN}"}) as admin:
-            await until(lambda: getattr(cp_app.state, "cp", None) is not None, "control plane")
-            await stage(admin, router_url)
-            await photograph(cp_url, out, chromium, driver, width, height)
-            with contextlib.suppress(httpx.HTTPError):
-                for burst in (await admin.get("/v1/bursts")).json()["data"]:
-                    await admin.post(f"/v1/bursts/{burst['id']}/cancel")
-    finally:
-        stop.set()
-        await asyncio.wait_for(serving, 60)
-        await store.aclose()
+    async with serve_stack(redis_url, "flotilla-shot", workdir, local_boot_delay_s=1.0,
+                           local_simulator_args="--load-s 1") as stack:
+        await stage(stack.admin, stack.router_url)
+        await photograph(stack.url, out, chromium, driver, width, height)
+        with contextlib.suppress(httpx.HTTPError):
+            for burst in (await stack.admin.get("/v1/bursts")).json()["data"]:
+                await stack.admin.post(f"/v1/bursts/{burst['id']}/cancel")
 
 
 async def stage(admin: httpx.AsyncClient, router_url: str) -> None:

@@ -1,6 +1,7 @@
 """The dashboard's test bench: the control plane served by uvicorn on a free loopback port (a real
 browser needs a real socket), a real Redis, workers enrolled through the worker API, and headless
-Chromium over WebDriver."""
+Chromium over WebDriver; `serve_stack` adds a router and the local provider's real agents and
+simulators."""
 
 from __future__ import annotations
 
@@ -20,8 +21,12 @@ import uvicorn
 
 from control_plane.app import create_app
 from control_plane.services import ControlPlane
+from control_plane.settings import ControlPlaneSettings
 from fleet.redis_store import RedisFleetStore
+from fleet.serving import Listener, serve_apps
 from fleet.store import INSTANCES
+from router.app import create_app as create_router
+from router.settings import RouterSettings
 from tests.conftest import IN_CI
 from tests.control_plane.conftest import ADMIN_TOKEN, beat, make_settings, register_body
 from tests.support.ports import free_port
@@ -148,3 +153,56 @@ def png_size(png: bytes) -> tuple[int, int]:
     raw = zlib.decompress(idat)
     assert len(raw) == height * (1 + width * channels), "image data does not match its size"
     return width, height
+
+
+FAST_AGENT = ("--engine-poll-interval-s 0.2 --drain-settle-s 0 --drain-timeout-s 5 "
+              "--engine-stop-grace-s 3 --backoff-max-s 0.5 --heartbeat-interval-s 0.5")
+
+
+@dataclasses.dataclass
+class Stack:
+    cp: ControlPlane
+    url: str  # the control plane
+    router_url: str
+    admin: httpx.AsyncClient  # to the control plane, with the admin token
+
+
+@contextlib.asynccontextmanager
+async def serve_stack(redis_url: str, prefix: str, workdir: Path, **overrides: Any
+                      ) -> AsyncIterator[Stack]:
+    """The control plane with the local provider (real agent + simulator processes, fake prices)
+    and a router, in this event loop on loopback ports, as `flotilla up` runs them. At exit the
+    provider stops every agent it started (by PID)."""
+    cp_port, router_port = free_port(), free_port()
+    values: dict[str, Any] = dict(
+        host="127.0.0.1", port=cp_port, admin_token=ADMIN_TOKEN, heartbeat_interval_s=0.5,
+        probe_interval_s=0.5, probe_failure_threshold=1, autoscale_interval_s=0.5,
+        autoscale_interval_at_zero_s=0.5, local_workdir=str(workdir / "instances"),
+        local_boot_delay_s=0.2, local_agent_args=FAST_AGENT, local_simulator_args="--load-s 0",
+        local_prices=("sim-gpu=0.45", "sim-big=1.2"), local_terminate_grace_s=5.0,
+        log_level="warning")
+    values.update(overrides)
+    store = RedisFleetStore(redis_url, prefix=prefix)
+    cp_app = create_app(ControlPlaneSettings(**values), store=store)
+    router_app = create_router(RouterSettings(
+        host="127.0.0.1", port=router_port, redis_url=None, report_period_s=0.2,
+        refresh_period_s=0.3, log_level="warning"), store=store)
+    stop = asyncio.Event()
+    serving = asyncio.create_task(serve_apps(
+        [Listener(cp_app, "127.0.0.1", cp_port, "control-plane"),
+         Listener(router_app, "127.0.0.1", router_port, "router")],
+        stop=stop, handle_signals=False, timeout_graceful_shutdown=5))
+    url = f"http://127.0.0.1:{cp_port}"
+    try:
+        while getattr(cp_app.state, "cp", None) is None:
+            if serving.done():
+                serving.result()
+                raise RuntimeError("the stack stopped before it started")
+            await asyncio.sleep(0.05)
+        async with httpx.AsyncClient(base_url=url, timeout=10, headers={
+                "authorization": f"Bearer {ADMIN_TOKEN}"}) as admin:
+            yield Stack(cp_app.state.cp, url, f"http://127.0.0.1:{router_port}", admin)
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 60)
+        await store.aclose()
