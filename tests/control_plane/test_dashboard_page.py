@@ -46,3 +46,7 @@ def test_the_scripts_never_turn_data_into_markup() -> None:
     html = (STATIC_DIR / "index.html").read_text()
     assert "<script>" not in html and "style=" not in html  # nothing inline: the CSP forbids it
     assert not re.search(r"(src|href)=\"(https?:)?//", html)  # no CDN, nothing off-origin
+    # Were the script not to run, a form submitted by hand must carry no token to a URL: the CSP
+    # says form-action 'none', forms post, and no field has a name (unnamed fields are not sent).
+    assert "<form" in html and not re.search(r"<form(?![^>]*method=\"post\")", html)
+    assert not re.search(r"<(input|select|textarea)[^>]* name=", html)
