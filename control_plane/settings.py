@@ -90,6 +90,10 @@ class ControlPlaneSettings:
     scale_down_periods: int = option(3, flag="--scale-down-periods", minimum=1, maximum=1000,
                                      env="CONTROL_PLANE_SCALE_DOWN_PERIODS",
                                      help="consecutive periods recommending fewer replicas")
+    cold_demand_window_s: float = option(30.0, flag="--cold-demand-window", minimum=0.0,
+                                         env="CONTROL_PLANE_COLD_DEMAND_WINDOW_S",
+                                         help="a pool a router found cold this recently counts "
+                                              "as in demand (and not idle)")
     drain_timeout_s: float = option(120.0, flag="--drain-timeout", minimum=0.0,
                                     env="CONTROL_PLANE_DRAIN_TIMEOUT_S",
                                     help="longest wait for a draining worker before its "

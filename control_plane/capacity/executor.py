@@ -162,10 +162,10 @@ class Executor:
 
     async def progress(self, now: float, workers: Sequence[WorkerRecord]) -> None:
         by_instance: dict[str, WorkerRecord] = {}
-        for worker in workers:
-            current = by_instance.get(worker.instance_id)
-            if current is None or worker.registered_at > current.registered_at:
-                by_instance[worker.instance_id] = worker
+        for record in workers:
+            current = by_instance.get(record.instance_id)
+            if current is None or record.registered_at > current.registered_at:
+                by_instance[record.instance_id] = record
         for instance_id, doc in self.book.all().items():
             worker = by_instance.get(instance_id)
             facts: dict[str, Any] = {}

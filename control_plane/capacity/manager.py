@@ -67,12 +67,13 @@ class PoolState:
     floors: dict[str, int] = field(default_factory=dict)
     signals: PoolSignals | None = None
     decision: ScaleDecision | None = None
+    last_change: ScaleDecision | None = None  # the last decision that was not a hold
     desired: int | None = None
     launch: asyncio.Task[None] | None = None
     retry_at: float = 0.0
     waiting_capacity: bool = False
     last_error: str | None = None
-    reported_hold: str | None = None  # last hold reason emitted (holds are not repeated)
+    reported_hold: str | None = None  # what the last recorded hold was (not repeated)
 
     def launching(self) -> bool:
         return self.launch is not None and not self.launch.done()
@@ -96,7 +97,8 @@ class CapacityManager:
             settings, self.demotions)
         self.book = InstanceBook(store)
         self.costs = CostLedger(store, clock)
-        self.tracker = SignalTracker(heartbeat_interval_s=settings.heartbeat_interval_s)
+        self.tracker = SignalTracker(heartbeat_interval_s=settings.heartbeat_interval_s,
+                                     cold_window_s=settings.cold_demand_window_s)
         self.autoscaler = Autoscaler.make(DEFAULT_POLICY, config=AutoscalerConfig(
             stabilization=StabilizationConfig(down_window_s=settings.scale_down_window_s,
                                               down_periods=settings.scale_down_periods)))
@@ -146,13 +148,12 @@ class CapacityManager:
         workers = self._workers_by_instance()
         for instance in self.book.of_pool(pool):
             worker = workers.get(instance.instance_id)
-            ready = worker is not None and self.registry.is_ready(worker.worker_id)
+            is_ready = worker is not None and self.registry.is_ready(worker.worker_id)
             views.append(instance_view(instance, self.book.get(instance.instance_id) or {},
-                                       worker, ready))
+                                       worker, is_ready))
         views += [v for v in self.executor.terminated.values()
-                  if (i := v.instance_id) and self._terminated_pool(i) == pool]
-        ready = sum(1 for v in views if v.state == "ready")
-        ready += self._unmanaged_ready(pool, spec)
+                  if self._terminated_pool(v.instance_id) == pool]
+        ready = sum(1 for v in views if v.state == "ready") + self._unmanaged_ready(pool, spec)
         starting = sum(1 for v in views if v.state in ("launching", "starting"))
         desired = state.desired if state.desired is not None else sum(
             1 for v in views if v.state in ("launching", "starting", "ready"))
@@ -166,7 +167,9 @@ class CapacityManager:
         view = self.pool_view(pool)
         state = self._state(pool)
         signals = state.signals
-        decision = state.decision
+        # The last change says more than the latest hold; a pool that never changed shows its
+        # latest decision.
+        decision = state.last_change or state.decision
         queue = signals.queue_depth if signals is not None else None
         return {
             "desired_replicas": view.desired, "ready_replicas": view.ready,
@@ -343,12 +346,18 @@ class CapacityManager:
                 manual: bool = False) -> None:
         state.decision = decision
         state.desired = decision.target
+        if decision.action != "hold":
+            state.last_change = decision
+        log.debug("pool %s: %s -> %s (%s); idle %.1fs", name, decision.current, decision.target,
+                  decision.reason, decision.inputs.get("idle_s") or 0.0)
         direction = _direction(decision)
         self.metrics.decisions.labels(name, direction).inc()
         if decision.action == "hold" and not manual:
-            if state.reported_hold == decision.reason.split(";")[0] + str(decision.target):
+            # Holds are recorded when what holds changes, not at every tick.
+            key = f"{decision.target}:{decision.inputs.get('deciding_signal')}"
+            if state.reported_hold == key:
                 return
-            state.reported_hold = decision.reason.split(";")[0] + str(decision.target)
+            state.reported_hold = key
         else:
             state.reported_hold = None
         event = decision.event()
