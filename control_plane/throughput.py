@@ -25,6 +25,9 @@ from fleet.schemas import WorkerRecord
 log = logging.getLogger("flotilla.control_plane.throughput")
 
 MAX_METRICS_BYTES = 1 << 20
+# Workers read per (pool, instance type): a few measure the type as well as all of them, and keep
+# the cost flat on a 1,000-worker fleet (the same ones are read each time, sorted by id).
+WORKERS_PER_TYPE = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +107,14 @@ class ThroughputMeter:
             self._measured.setdefault((pool, instance_type), []).append(measurement)
 
     async def sample(self, workers: Iterable[tuple[WorkerRecord, bool]], now: float) -> None:
-        """Read every ready vLLM worker that belongs to a pool and has an instance type."""
-        chosen = [w for w, ready in workers
-                  if ready and w.engine == "vllm" and w.pool and w.instance_type]
+        """Read up to `WORKERS_PER_TYPE` ready vLLM workers of each (pool, instance type)."""
+        per_type: dict[tuple[str, str], list[WorkerRecord]] = {}
+        for worker, ready in sorted(workers, key=lambda item: item[0].worker_id):
+            if ready and worker.engine == "vllm" and worker.pool and worker.instance_type:
+                group = per_type.setdefault((worker.pool, worker.instance_type), [])
+                if len(group) < WORKERS_PER_TYPE:
+                    group.append(worker)
+        chosen = [w for group in per_type.values() for w in group]
         live = {w.worker_id for w in chosen}
         for gone in [w for w in self._last if w not in live]:
             del self._last[gone]

@@ -26,7 +26,7 @@ from control_plane.events import EventLog
 from control_plane.held import HeldCollection
 from fleet import secrets
 from fleet.schemas import Event, WorkerRecord
-from fleet.store import BURSTS, ROUTERS, FleetStore
+from fleet.store import BURSTS, ROUTERS, FleetStore, FleetStoreError
 
 log = logging.getLogger("flotilla.control_plane.bursts")
 
@@ -160,7 +160,10 @@ class BurstManager:
             record = record.replace(events=(first,))
             await self._save(record, (first,))
             self.capacity.set_floor(record.pool, record.id, record.replicas)
-            await self._prune()
+            try:
+                await self._prune()
+            except FleetStoreError as exc:  # the burst exists; old ones go at the next create
+                log.warning("deleting old bursts failed: %s", exc)
         return record
 
     async def cancel(self, burst_id: str) -> BurstRecord:

@@ -106,3 +106,21 @@ def test_the_table_file_is_checked_at_start(tmp_path: Path) -> None:
         EstimateTable.load(str(bad))
     with pytest.raises(SettingsError, match="cannot read"):
         EstimateTable.load(str(tmp_path / "missing.json"))
+
+
+def test_a_measurement_of_the_pool_fills_in_where_nothing_is_configured() -> None:
+    from control_plane.throughput import Measurement
+
+    table = parse(EstimateTable, TABLE)
+    seen = Measurement(at=50.0, output_tokens_per_s=120.0, input_tokens_per_s=None,
+                       concurrency=4.0, seconds=30.0)
+    result = build_estimate(parse(EstimateRequest, {"tokens": 0, "output_tokens": 432_000}),
+                            table, model_id="qwen", instance_types=["g6.2xlarge", "sim-gpu"],
+                            prices=[table_prices(table)],
+                            measured=lambda t: seen)
+    configured, measured = result["options"]
+    assert configured["throughput"]["source"] == "configured"  # the table wins where it has one
+    assert measured["throughput"]["source"] == "measured"
+    assert "4 concurrent requests" in measured["throughput"]["note"]
+    assert measured["seconds"] == pytest.approx(3600.0)
+    assert measured["cost_usd"] is None  # no price for sim-gpu: unknown, not zero

@@ -70,6 +70,7 @@ async def test_one_running_burst_per_pool() -> None:
     with pytest.raises(Conflict):
         await h.manager.create(request())
     await h.manager.cancel(first.id)
+    h.clock.now += 1
     second = await h.manager.create(request())
     assert second.id != first.id
     assert [r.id for r in h.manager.records()][0] == second.id  # newest first

@@ -90,3 +90,24 @@ async def test_a_busy_simulator_is_measured(processes: Callable[..., ManagedProc
     # 6 streams of 16 tokens at 5 ms per token: well over one token per second, finite
     assert 1.0 < best.output_tokens_per_s < 1e6
     assert best.throughput().source == "measured"
+
+
+async def test_a_few_workers_per_instance_type_are_read() -> None:
+    reads: list[str] = []
+
+    class Meter(ThroughputMeter):
+        async def _read(self, worker: WorkerRecord, now: float) -> EngineSample | None:
+            reads.append(worker.worker_id)
+            return None
+
+    def worker(i: int, instance_type: str, engine: str = "vllm") -> WorkerRecord:
+        return WorkerRecord(worker_id=f"w{i:02d}", instance_id=f"i{i}", model_id="m",
+                            engine=engine, url="http://127.0.0.1:1", agent_url="http://x",
+                            registered_at=0.0, last_heartbeat=0.0, pool="p",
+                            instance_type=instance_type)
+
+    fleet = [(worker(i, "a"), True) for i in range(10)] + [(worker(20, "b"), True),
+                                                            (worker(21, "b"), False),
+                                                            (worker(22, "b", "tei"), True)]
+    await Meter(None).sample(fleet, 0.0)  # type: ignore[arg-type]
+    assert reads == ["w00", "w01", "w02", "w20"]
