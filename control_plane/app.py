@@ -27,6 +27,7 @@ from control_plane.api import (
     admin_workers,
     bursts,
     cost,
+    dashboard,
     discovery,
     estimate,
     events,
@@ -48,7 +49,7 @@ log = logging.getLogger("flotilla.control_plane")
 
 # Worker routes first: POST /v1/workers/register must not be taken for a worker id.
 API_MODULES = (health, workers, admin_workers, keys, pools, routes, cost, bursts, estimate,
-               events, discovery)
+               events, discovery, dashboard)
 
 
 def create_app(settings: ControlPlaneSettings, *, store: FleetStore | None = None,

@@ -8,7 +8,8 @@
     POST   /v1/worker-tokens/{instance_id}/readmit   a revoked instance may bootstrap again
 
 A worker is shown with its facts (`WorkerRecord`) plus `ready`, `reason`, `draining` and
-`heartbeat_age_s`; token hashes are never shown.
+`heartbeat_age_s`; the lists and single reads add `circuits` ({router id: breaker state}, from the
+routers' reports: control_plane/circuits.py); token hashes are never shown.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from control_plane.api.auth import admin
+from control_plane.circuits import read_circuits
 from control_plane.errors import NotFound
 from control_plane.http import json_response, read_model
 from fleet.validation import rule
@@ -36,7 +38,9 @@ async def list_workers(request: Request) -> Response:
     now = cp.clock()
     model_id = request.query_params.get("model_id")
     pool = request.query_params.get("pool")
-    data = [cp.registry.view(record, now) for record in cp.registry.records()
+    circuits = await read_circuits(cp.store, now)
+    data = [{**cp.registry.view(record, now), "circuits": circuits.get(record.worker_id, {})}
+            for record in cp.registry.records()
             if (model_id is None or record.model_id == model_id)
             and (pool is None or record.pool == pool)]
     return json_response({"object": "list", "data": data})
@@ -49,7 +53,10 @@ async def get_worker(request: Request) -> Response:
     record = cp.registry.get(worker_id)
     if record is None:
         raise NotFound(f"unknown worker {worker_id}", param="worker_id")
-    return json_response(cp.registry.view(record, cp.clock()))
+    now = cp.clock()
+    circuits = await read_circuits(cp.store, now)
+    return json_response({**cp.registry.view(record, now),
+                          "circuits": circuits.get(worker_id, {})})
 
 
 @admin
