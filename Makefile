@@ -9,8 +9,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-.PHONY: install test lint
+.PHONY: install test lint up
 install: $(VENV)/.installed
+
+up: $(VENV)/.installed
+	$(VENV)/bin/flotilla up
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
