@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from tests.conftest import _require_binary
+from tests.deploy.test_grafana import queries as dashboard_queries
 from tests.observability.prometheus import PrometheusServer, local_config
 from tests.observability.stack import MODEL, Stack, wait_until
 from tests.support.processes import ManagedProcess
@@ -64,6 +65,10 @@ def test_prometheus_scrapes_every_enrolled_worker_through_http_sd(
 
     alerting = wait_until(alerts_evaluated, timeout=10, what="alert rules evaluated")
     assert {r["health"] for r in alerting} == {"ok"}, [r for r in alerting if r["health"] != "ok"]
+    # Every query of the shipped Grafana dashboard is valid PromQL for this Prometheus.
+    for expr in dashboard_queries():
+        concrete = expr.replace("$model", ".*").replace("$pool", ".*")
+        prometheus.query(concrete)  # raises on a 400 (bad expression)
 
 
 def _json_lines(proc: ManagedProcess) -> list[dict[str, object]]:
