@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run from a checkout without installing
@@ -62,7 +63,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def boot_spec(args: argparse.Namespace) -> BootSpec:
-    pool: dict[str, object] = {}
+    pool: dict[str, Any] = {}
     if args.pool_file is not None:
         pool = json.loads(args.pool_file.read_text())
         if not isinstance(pool, dict):

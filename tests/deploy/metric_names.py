@@ -3,6 +3,7 @@ recorded by the shipped rules. Used to check that rules, dashboards and scalers 
 
 from __future__ import annotations
 
+import functools
 import re
 
 import yaml
@@ -25,7 +26,8 @@ AGREED_CAPACITY_METRICS = {
 _SUFFIXES = ("_bucket", "_count", "_sum", "_total")
 
 
-def exported_metrics() -> set[str]:
+@functools.cache
+def exported_metrics() -> frozenset[str]:
     exported = set(AGREED_CAPACITY_METRICS)
     for package in SERVICE_SOURCES:
         for source in (REPO_ROOT / package).rglob("*.py"):
@@ -33,15 +35,16 @@ def exported_metrics() -> set[str]:
     control_plane = (REPO_ROOT / "control_plane" / "metrics.py").read_text()
     exported.update(f"flotilla_control_plane_{name}"
                     for name in re.findall(r'f"\{P\}_([a-z0-9_]+)"', control_plane))
-    return exported
+    return frozenset(exported)
 
 
-def recorded_series() -> set[str]:
-    names = set()
+@functools.cache
+def recorded_series() -> frozenset[str]:
+    names: set[str] = set()
     for path in RULE_FILES:
         for group in yaml.safe_load(path.read_text())["groups"]:
             names.update(rule["record"] for rule in group["rules"] if "record" in rule)
-    return names
+    return frozenset(names)
 
 
 def unknown_names(expression: str) -> set[str]:
