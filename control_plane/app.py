@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -23,9 +23,22 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from control_plane.api import admin_workers, discovery, events, health, keys, workers
+from control_plane.api import (
+    admin_workers,
+    bursts,
+    cost,
+    discovery,
+    estimate,
+    events,
+    health,
+    keys,
+    pools,
+    routes,
+    workers,
+)
 from control_plane.errors import ControlPlaneError
 from control_plane.middleware import RequestIdMiddleware
+from control_plane.providers.base import CapacityProvider
 from control_plane.services import ControlPlane
 from control_plane.settings import ControlPlaneSettings
 from fleet.errors import error_response
@@ -34,13 +47,15 @@ from fleet.store import FleetStore, FleetStoreError, open_store
 log = logging.getLogger("flotilla.control_plane")
 
 # Worker routes first: POST /v1/workers/register must not be taken for a worker id.
-API_MODULES = (health, workers, admin_workers, keys, events, discovery)
+API_MODULES = (health, workers, admin_workers, keys, pools, routes, cost, bursts, estimate,
+               events, discovery)
 
 
 def create_app(settings: ControlPlaneSettings, *, store: FleetStore | None = None,
                http: aiohttp.ClientSession | None = None,
                metrics_registry: CollectorRegistry | None = None,
-               clock: Callable[[], float] = time.time) -> Starlette:
+               clock: Callable[[], float] = time.time,
+               providers: Mapping[str, CapacityProvider] | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with contextlib.AsyncExitStack() as stack:
@@ -51,16 +66,17 @@ def create_app(settings: ControlPlaneSettings, *, store: FleetStore | None = Non
                 fleet_store = open_store(settings.redis_url, prefix=settings.store_prefix)
                 stack.push_async_callback(fleet_store.aclose)
             cp = ControlPlane(settings, fleet_store, http=http,
-                              metrics_registry=metrics_registry, clock=clock)
+                              metrics_registry=metrics_registry, clock=clock,
+                              providers=providers)
             stack.push_async_callback(cp.aclose)
             await cp.start()
             app.state.cp = cp  # for tests and embedding; handlers use request.state
             log.info("control plane ready")
             yield {"cp": cp}
 
-    routes = [route for module in API_MODULES for route in module.ROUTES]
+    endpoints = [route for module in API_MODULES for route in module.ROUTES]
     return Starlette(
-        routes=routes,
+        routes=endpoints,
         lifespan=lifespan,
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers={

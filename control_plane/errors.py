@@ -5,7 +5,9 @@
      ├── Unauthorized            401  missing, unknown or revoked token
      ├── Forbidden               403  a token of another instance, refused URL, admin disabled
      ├── NotFound                404  unknown worker, key, instance
-     ├── Conflict                409  worker id owned by another instance, model mismatch
+     ├── Conflict                409  worker id owned by another instance, model mismatch,
+     │                                a pool still named by a route
+     ├── Unprocessable           422  a route target naming a pool that does not exist
      ├── PayloadTooLarge         413  body over the limit
      └── StoreDown               503  the fleet store did not answer (from fleet.store errors)
 """
@@ -53,3 +55,9 @@ class PayloadTooLarge(ControlPlaneError):
 
 class StoreDown(ControlPlaneError):
     status = 503
+
+
+class Unprocessable(ControlPlaneError):
+    """422: well-formed input that contradicts the fleet (a route naming an unknown pool)."""
+
+    status = 422

@@ -100,6 +100,9 @@ class WorkerRegistry:
         self._register_lock = asyncio.Lock()
         self._generations = 0
         self._restored_at = 0.0
+        # Called when a worker starts draining (the capacity manager replaces Spot-interrupted
+        # ones at once); listeners must not raise or block.
+        self.on_draining: list[Callable[[WorkerRecord], None]] = []
 
     # reading ------------------------------------------------------------------------------------
     def get(self, worker_id: str) -> WorkerRecord | None:
@@ -367,6 +370,11 @@ class WorkerRegistry:
                              subject=worker_id, now=now,
                              data={"reason": record.drain_reason,
                                    "deadline": record.drain_deadline})
+            for listener in self.on_draining:
+                try:
+                    listener(record)
+                except Exception:
+                    log.exception("drain listener failed")
         if ready and not was_ready:
             self.events.emit("worker.ready", f"worker {worker_id} ({record.model_id}) is ready",
                              subject=worker_id, now=now, data={"model_id": record.model_id})

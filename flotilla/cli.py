@@ -11,6 +11,7 @@ import sys
 
 # name -> (module with main(argv), one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "up": ("flotilla.up", "router + control plane + simulated workers on this machine"),
     "router": ("router.main", "the OpenAI-compatible router (data plane)"),
     "control-plane": ("control_plane.main", "the control plane alone (REDIS_URL required)"),
     "agent": ("worker_agent.main", "a worker agent beside an engine (vLLM or TEI)"),

@@ -136,7 +136,10 @@ class Autoscaler:
             notes.append("cold demand: scaling from zero")
         elif current > 0 and not idle and floor < 1:
             floor = 1
-        elif current > 0 and idle and raw <= spec.min_replicas:
+        elif current > 0 and idle:
+            # Idle means no request, queue or in-flight work for the whole idle time: what the
+            # smoothed signals still remember of earlier traffic is residue, not load.
+            raw = min(raw, spec.min_replicas)
             notes.append(f"idle for {signals.idle_s:.0f}s (scale to zero after "
                          f"{spec.scale_to_zero_after_s:.0f}s)")
         last = self.stabilizer.last_target(signals.pool)

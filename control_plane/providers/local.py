@@ -79,7 +79,9 @@ class LocalProviderConfig:
     pass_engine_args: bool = True  # give the pool's engine_args to the simulator
     agent_args: tuple[str, ...] = ()  # extra agent flags (short intervals in tests)
     agent_env: Mapping[str, str] = field(default_factory=dict)
-    imds_url: str = ""  # a fake metadata service for Spot notices; empty disables the watcher
+    # A fake metadata service for Spot notices; empty disables the watcher. `{instance_id}` is
+    # replaced, so one fake can serve each instance its own metadata under a path prefix.
+    imds_url: str = ""
     terminate_grace_s: float = 60.0  # SIGTERM (drain) to SIGKILL
     pythonpath: str | None = None  # PYTHONPATH for the children (None: inherit)
 
@@ -198,7 +200,7 @@ class LocalProvider(CapacityProvider, name="local"):
             "ENGINE_URL": f"http://{host}:{engine_port}",
             "ADVERTISE_URL": f"http://{host}:{engine_port}",
             "AGENT_URL": f"http://{host}:{agent_port}",
-            "IMDS_URL": self.config.imds_url,
+            "IMDS_URL": self.config.imds_url.replace("{instance_id}", instance.instance_id),
             "WORKER_AUTH_TOKEN_FILE": str(running.directory / "worker-token"),
         })
         env.pop("WORKER_AUTH_TOKEN", None)  # never inherit another worker's token

@@ -25,7 +25,7 @@ def make_settings(**overrides: Any) -> ControlPlaneSettings:
     values: dict[str, Any] = dict(
         redis_url=None, admin_token=ADMIN_TOKEN, heartbeat_interval_s=10.0,
         probe_interval_s=60.0, probe_timeout_s=1.0, probe_failure_threshold=1,
-        store_check_interval_s=0.05, log_level="debug")
+        store_check_interval_s=0.05, log_level="debug", providers=())
     values.update(overrides)
     return ControlPlaneSettings(**values)
 

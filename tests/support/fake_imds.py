@@ -95,3 +95,28 @@ class FakeImds:
     async def _slow(self) -> None:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+
+
+class FakeImdsFleet:
+    """One fake metadata service per instance behind one port: `/<instance_id>/latest/...`.
+
+    The local provider gives each instance `IMDS_URL=http://host:port/<instance_id>` (its
+    `imds_url` template `http://host:port/{instance_id}`), so a test interrupts one instance.
+    """
+
+    def __init__(self) -> None:
+        self.instances: dict[str, FakeImds] = {}
+
+    def of(self, instance_id: str) -> FakeImds:
+        imds = self.instances.get(instance_id)
+        if imds is None:
+            imds = self.instances[instance_id] = FakeImds(instance_id)
+        return imds
+
+    async def __call__(self, scope: dict, receive: object, send: object) -> None:
+        if scope["type"] != "http":
+            return
+        _, instance_id, rest = scope["path"].split("/", 2) if scope["path"].count("/") >= 2 \
+            else ("", "", "")
+        inner = dict(scope, path="/" + rest, raw_path=("/" + rest).encode())
+        await self.of(instance_id).app(inner, receive, send)  # type: ignore[arg-type]
