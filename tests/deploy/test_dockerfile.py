@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,41 @@ def test_build_context_has_every_package_and_no_secrets() -> None:
         name for line in _stages()[0] if line.startswith("COPY ") for name in line.split()[1:-1]}
     ignored = (REPO_ROOT / ".dockerignore").read_text().split()
     assert {".env", ".git", "tests"} <= set(ignored)
+
+
+def test_build_stage_inputs_make_a_wheel_with_every_package_and_the_dashboard(
+        tmp_path: Path) -> None:
+    """What `docker build` would do without Docker: copy exactly the build stage's COPY sources
+    into an empty context and build the wheel there, then look inside it."""
+    context = tmp_path / "context"
+    context.mkdir()
+    for line in _stages()[0]:
+        if not line.startswith("COPY "):
+            continue
+        *sources, _ = line.split()[1:]
+        for source in sources:
+            origin = REPO_ROOT / source
+            if origin.is_dir():
+                shutil.copytree(origin, context / source,
+                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                shutil.copy2(origin, context / source)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
+         str(tmp_path / "wheels"), str(context)],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (wheel,) = (tmp_path / "wheels").glob("flotilla-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+        scripts = archive.read(entry_points).decode()
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    for package in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]:
+        top = package.rstrip("*")
+        assert f"{top}/__init__.py" in names, f"{top} missing from the image's wheel"
+    static = REPO_ROOT / "control_plane" / "dashboard" / "static"
+    for path in static.rglob("*") if static.exists() else ():
+        if path.is_file():
+            assert str(path.relative_to(REPO_ROOT)) in names, f"{path} missing from the wheel"
+    assert "flotilla = flotilla.cli:main" in scripts
