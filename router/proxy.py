@@ -27,6 +27,9 @@ from router.relay import Exchange
 from router.runtime import RouterRuntime
 
 log = logging.getLogger("router.proxy")
+# One line per proxied request when `--access-log` is on; the request id comes from the logging
+# context (router/edge.py), the same id the worker's engine receives as `x-request-id`.
+access_log = logging.getLogger("router.access")
 
 
 def header(scope: Mapping[str, Any], name: bytes) -> bytes | None:
@@ -120,5 +123,16 @@ class ProxyEndpoint:
                 guard.close()
             now = time.perf_counter()
             rt.metrics.observe_request(model_label, target, status, now - timing.started)
-            rt.metrics.overhead.observe(timing.reported_s if timing.reported_s is not None
-                                        else timing.overhead_s(now))
+            overhead_s = (timing.reported_s if timing.reported_s is not None
+                          else timing.overhead_s(now))
+            rt.metrics.overhead.observe(overhead_s)
+            if rt.settings.access_log:
+                duration_ms = round((now - timing.started) * 1000.0, 3)
+                access_log.info(
+                    "%s %s %d %s -> %s %.1f ms", scope["method"], scope["path"], status,
+                    model_label, target, duration_ms,
+                    extra={"method": scope["method"], "path": scope["path"], "status": status,
+                           "model": model_label, "target": target,
+                           "attempts": call.attempts if call is not None else 0,
+                           "duration_ms": duration_ms,
+                           "overhead_ms": round(overhead_s * 1000.0, 3)})

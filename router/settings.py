@@ -102,6 +102,8 @@ class RouterSettings:
     log_level: str = option("info", flag="--log-level", env="LOG_LEVEL", choices=LOG_LEVELS)
     log_format: str = option("text", flag="--log-format", env="LOG_FORMAT",
                              choices=("json", "text"))
+    access_log: bool = option(False, flag="--access-log", env="ROUTER_ACCESS_LOG",
+                              help="one log line per proxied request (logger router.access)")
 
     def __post_init__(self) -> None:
         if self.backoff_max_s < self.backoff_base_s:

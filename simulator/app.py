@@ -22,6 +22,7 @@ from typing import Protocol
 
 import orjson
 
+from fleet.logs import request_id_var
 from simulator.errors import RequestError, vllm_error_body
 from simulator.httpserver import Exchange, Handler, Request
 from simulator.metrics import CONTENT_TYPE, Registry
@@ -29,6 +30,9 @@ from simulator.runtime import Runtime
 from simulator.settings import SimulatorSettings
 
 log = logging.getLogger("simulator")
+access_log = logging.getLogger("simulator.access")
+# Paths whose requests the access log leaves out: scrapes and probes, many per second.
+_QUIET_PATHS = frozenset({"/metrics", "/health", "/admin/stats"})
 
 Route = Handler
 
@@ -68,7 +72,22 @@ class SimulatorApp:
             allow = ", ".join(sorted(methods)).encode()
             exchange.send(405, b'{"detail":"Method Not Allowed"}', headers=((b"allow", allow),))
             return
-        await route(request, exchange)
+        if not self.settings.access_log or request.path in _QUIET_PATHS:
+            await route(request, exchange)
+            return
+        # Like vLLM, which takes the caller's X-Request-Id as the request's id: the router's id
+        # then appears in both services' logs. Each request runs in its own task, so the
+        # context variable is this request's alone.
+        request_id_var.set(request.headers.get("x-request-id") or None)
+        started = time.perf_counter()
+        try:
+            await route(request, exchange)
+        finally:
+            duration_ms = round((time.perf_counter() - started) * 1000.0, 3)
+            access_log.info("%s %s %d %.1f ms", request.method, request.path, exchange.status,
+                            duration_ms, extra={"method": request.method, "path": request.path,
+                                                "status": exchange.status,
+                                                "duration_ms": duration_ms})
 
     async def metrics(self, request: Request, exchange: Exchange) -> None:
         exchange.send(200, self.kind.registry.render(), content_type=CONTENT_TYPE)

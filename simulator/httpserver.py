@@ -79,13 +79,14 @@ def _head(status: int, content_type: bytes, extra: bytes) -> bytes:
 class Exchange:
     """One request's response side: a whole body, or a chunked stream."""
 
-    __slots__ = ("_conn", "keep_alive", "started", "finished")
+    __slots__ = ("_conn", "keep_alive", "started", "finished", "status")
 
     def __init__(self, conn: HttpConnection, keep_alive: bool) -> None:
         self._conn = conn
         self.keep_alive = keep_alive
         self.started = False
         self.finished = False
+        self.status = 0  # the response's status once started (access log)
 
     @property
     def disconnected(self) -> bool:
@@ -96,6 +97,7 @@ class Exchange:
         if self.started:
             raise RuntimeError("response already started")
         self.started = self.finished = True
+        self.status = status
         transport = self._conn.transport
         if self._conn.closed or transport is None or transport.is_closing():
             raise ClientDisconnected()
@@ -110,6 +112,7 @@ class Exchange:
         if self.started:
             raise RuntimeError("response already started")
         self.started = True
+        self.status = status
         extra = b"".join(b"%b: %b\r\n" % pair for pair in headers)
         if not self.keep_alive:
             extra += b"connection: close\r\n"

@@ -81,6 +81,9 @@ class SimulatorSettings:
                             choices=("debug", "info", "warning", "error"))
     log_format: str = option("text", flag="--log-format", env="LOG_FORMAT",
                              choices=("text", "json"))
+    access_log: bool = option(False, flag="--access-log", env="SIM_ACCESS_LOG",
+                              help="log each inference request with its x-request-id, as vLLM "
+                                   "logs the requests it receives")
 
     def __post_init__(self) -> None:
         if self.error_rate + self.hang_rate > 1.0:
