@@ -77,7 +77,7 @@ async def test_launch_fallback_tags_userdata_scale_down_and_adoption(
         stored = await cp.store.get_docs(INSTANCES)
         assert set(stored) == {i.instance_id for i in instances}
         assert stored[first.instance_id]["private_ip"] == described["PrivateIpAddress"]
-        events = (await client.get("/v1/events?limit=500", headers=ADMIN)).json()["data"]
+        events = (await client.get("/v1/events?limit=1000", headers=ADMIN)).json()["data"]
         launched = [e for e in events if e["kind"] == "instance.launched"]
         assert len(launched) == 2 and launched[0]["data"]["instance_type"] == "g6.xlarge"
 
@@ -105,10 +105,10 @@ async def test_launch_fallback_tags_userdata_scale_down_and_adoption(
                     what="instance adopted")
 
         async def adopted_event() -> bool:
-            events = (await client.get("/v1/events?limit=500", headers=ADMIN)).json()["data"]
+            events = (await client.get("/v1/events?limit=1000", headers=ADMIN)).json()["data"]
             return any(e["kind"] == "instance.adopted" and e["subject"] == kept.instance_id
                        for e in events)
-        await until(adopted_event, timeout=10, what="adoption recorded on the timeline")
+        await until(adopted_event, timeout=30, what="adoption recorded on the timeline")
         listed = await cp.capacity.providers["aws"].list_instances("big")
         assert {i.instance_id for i in listed} == {kept.instance_id}
         cost = (await client.get("/v1/cost", headers=ADMIN)).json()
