@@ -39,6 +39,8 @@ from router.errors import (
     normalise_error_body,
 )
 from router.guard import CLIENT_GONE
+from router.resume import Splicer
+from router.resuming import StreamResumer
 from router.routing import Target
 from router.runtime import RouterRuntime
 from router.transcript import StreamTranscript
@@ -80,7 +82,7 @@ def stream_error_frame(message: str, code: str) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-def _headers_for(endpoint: Endpoint, target: Target, call: Call) -> dict[str, str]:
+def headers_for(endpoint: Endpoint, target: Target, call: Call) -> dict[str, str]:
     headers = {"Content-Type": "application/json", "x-request-id": call.request_id}
     if target.api_key_env:
         secret = os.environ.get(target.api_key_env)  # read at call time: rotation needs no restart
@@ -92,9 +94,12 @@ def _headers_for(endpoint: Endpoint, target: Target, call: Call) -> dict[str, st
 class Exchange:
     """Runs attempts for a runtime; one instance per app."""
 
+    headers_for = staticmethod(headers_for)
+
     def __init__(self, rt: RouterRuntime) -> None:
         self.rt = rt
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.resumer = StreamResumer(rt, self)
 
     async def attempt(self, call: Call, target: Target, endpoint: Endpoint) -> None:
         """One attempt; returns once the response is relayed, raises UpstreamError to retry."""
@@ -115,7 +120,7 @@ class Exchange:
         try:
             try:
                 guard.first_byte(settings.first_byte_timeout_s)
-                response = await rt.upstream.open(url, body, _headers_for(endpoint, target, call))
+                response = await rt.upstream.open(url, body, headers_for(endpoint, target, call))
                 # A whole (non-streamed) body arrives right after its headers: the first-byte
                 # deadline still in force bounds it (re-arming a timer per request costs more).
                 if response.status >= 500:
@@ -125,7 +130,7 @@ class Exchange:
                     data = await response.read_all()
                     first = pending = b""
                 else:
-                    first, pending = await self._first_events(response)
+                    first, pending = await self.first_events(response)
             except asyncio.CancelledError:
                 reason = guard.consume()
                 if reason is None:
@@ -158,8 +163,9 @@ class Exchange:
             rt.inflight.finish(endpoint.key)
             rt.policy.on_finish(endpoint)
 
-    async def _first_events(self, response: UpstreamReply) -> tuple[bytes, bytes]:
-        pending = b""
+    async def first_events(self, response: UpstreamReply,
+                           pending: bytes = b"") -> tuple[bytes, bytes]:
+        """The first complete SSE event(s) and the incomplete rest after them."""
         while True:
             chunk = await response.read_chunk()
             if not chunk:
@@ -203,7 +209,31 @@ class Exchange:
         await send({"type": "http.response.body", "body": first, "more_body": True})
         call.ttft_s = time.perf_counter() - call.timing.started
         transcript.add(first)
-        problem: str | None = None
+        problem = await self.pump(call, endpoint, response, pending, transcript, None)
+        if problem is None:
+            response.release()
+        else:
+            response.close()
+            self.stream_broke(endpoint, problem, transcript)
+            problem = await self.resumer.resume(call, target, endpoint, transcript, problem)
+        guard.close()
+        if problem is not None:
+            self.rt.metrics.stream_errors.labels(
+                "timeout" if "silent" in problem else "broken").inc()
+            await send({"type": "http.response.body", "more_body": False,
+                        "body": stream_error_frame(
+                            f"The response stream was interrupted: {problem}. Retry the request.",
+                            "stream_interrupted")})
+        else:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        self._account_stream(call, transcript)
+
+    async def pump(self, call: Call, endpoint: Endpoint, response: UpstreamReply,
+                    pending: bytes, transcript: StreamTranscript,
+                    splicer: Splicer | None) -> str | None:
+        """Relay chunks, cut at event boundaries, to the end: None, or what broke the stream."""
+        send = call.send
+        guard = call.guard
         try:
             while True:
                 chunk = await response.read_chunk()
@@ -218,11 +248,15 @@ class Exchange:
                 else:
                     pending = data
                     continue
-                await send({"type": "http.response.body", "body": data, "more_body": True})
                 guard.touch()
+                if splicer is not None:
+                    data = splicer.rewrite(data)
+                    if not data:
+                        continue
+                await send({"type": "http.response.body", "body": data, "more_body": True})
                 transcript.add(data)
         except UpstreamBroken as exc:
-            problem = f"the worker's stream broke off ({exc.message})"
+            return f"the worker's stream broke off ({exc.message})"
         except asyncio.CancelledError:
             reason = guard.consume()
             if reason is None:
@@ -231,28 +265,18 @@ class Exchange:
                 response.close()
                 self.rt.breakers.get(endpoint.key).record_abandoned()
                 raise ClientGone() from None
-            problem = f"the worker went silent ({reason.replace('_', ' ')})"
-        if problem is None and pending.strip():
-            problem = "the worker's stream ended in the middle of an event"
-        if problem is None and not transcript.ended_with_done():
-            problem = "the worker's stream ended before [DONE]"
-        if problem is not None:
-            response.close()
-            self.rt.breakers.get(endpoint.key).record_failure(time.monotonic())
-            self.rt.metrics.stream_errors.labels(
-                "timeout" if "silent" in problem else "broken").inc()
-            log.warning("stream from %s interrupted: %s", endpoint.key, problem,
-                        extra={"worker_id": endpoint.key, "relayed_events": transcript.events})
-            guard.close()
-            await send({"type": "http.response.body", "more_body": False,
-                        "body": stream_error_frame(
-                            f"The response stream was interrupted: {problem}. Retry the request.",
-                            "stream_interrupted")})
-        else:
-            response.release()
-            guard.close()
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        self._account_stream(call, transcript)
+            return f"the worker went silent ({reason.replace('_', ' ')})"
+        if pending.strip():
+            return "the worker's stream ended in the middle of an event"
+        if not transcript.ended_with_done():
+            return "the worker's stream ended before [DONE]"
+        return None
+
+    def stream_broke(self, endpoint: Endpoint, problem: str,
+                      transcript: StreamTranscript) -> None:
+        self.rt.breakers.get(endpoint.key).record_failure(time.monotonic())
+        log.warning("stream from %s interrupted: %s", endpoint.key, problem,
+                    extra={"worker_id": endpoint.key, "relayed_events": transcript.events})
 
     def _account_stream(self, call: Call, transcript: StreamTranscript) -> None:
         usage = transcript.usage() if call.request.include_usage else None

@@ -38,6 +38,7 @@ class Target:
 class Plan:
     model: str
     targets: tuple[Target, ...]
+    resume: bool = True  # Route.stream_resume: continue broken streams on another worker
 
 
 def upstream_label(base_url: str) -> str:
@@ -73,7 +74,7 @@ def _route_targets(snapshot: FleetSnapshot, route: Route, model: str) -> tuple[T
 def build_plan(snapshot: FleetSnapshot, model: str) -> Plan | None:
     route = snapshot.routes.get(model)
     if route is not None:
-        return Plan(model, _route_targets(snapshot, route, model))
+        return Plan(model, _route_targets(snapshot, route, model), resume=route.stream_resume)
     pools = snapshot.pools_by_model.get(model)
     if pools:
         return Plan(model, tuple(_pool_target(snapshot, name, model) for name in pools))

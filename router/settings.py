@@ -71,6 +71,11 @@ class RouterSettings:
                                        env="ROUTER_BREAKER_RECOVERY_S", minimum=0.0,
                                        help="open circuit waits this long before a probe")
 
+    max_stream_resumes: int = option(2, flag="--max-stream-resumes",
+                                     env="ROUTER_MAX_STREAM_RESUMES", minimum=0, maximum=10,
+                                     help="continuations of one broken stream on other workers "
+                                          "(routes with stream_resume; 0 turns it off)")
+
     # balancing and routes
     policy: str = option("least_outstanding", flag="--policy", env="ROUTER_POLICY",
                          choices=POLICIES, help="balancing policy within a pool")
