@@ -63,10 +63,21 @@ RouteTarget = PoolTarget | UpstreamTarget
 
 
 @dataclass(frozen=True, slots=True)
+class CacheOptions:
+    """A route's response cache (router/cache.py): deterministic requests only."""
+
+    ttl_s: float = rule(300.0, ge=1.0, le=86_400.0)
+    shared: bool = False  # one entry for every API key (else entries are per key)
+    max_entries: int = rule(10_000, ge=1, le=10_000_000)  # per route; least recently used go
+    max_entry_bytes: int = rule(1 << 20, ge=1024, le=16 << 20)  # larger answers are not kept
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     targets: list[RouteTarget] = rule(min_len=1, max_len=16)
     # Resume a stream on another worker of the same pool when its worker dies mid-stream.
     stream_resume: bool = True
+    cache: CacheOptions | None = None  # off unless given
 
 
 @dataclass(frozen=True, slots=True)

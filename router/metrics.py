@@ -17,6 +17,8 @@ snapshot (series of departed workers are removed), `status` an HTTP status code.
     flotilla_router_stream_resume_refusals_total{reason}      broken streams not resumed, by reason
     flotilla_router_stream_resume_gap_seconds                 last chunk of the dead worker to the
                                                               first of its replacement
+    flotilla_router_cache_requests_total{model,result}        hit, miss, bypass, error
+    flotilla_router_cache_evictions_total{model}              entries evicted past max_entries
     flotilla_router_client_disconnects_total                  clients gone before the end
     flotilla_router_circuit_state{worker}                     0 healthy, 1 degraded, 2 open
     flotilla_router_circuit_transitions_total{state}          transitions into a state
@@ -83,6 +85,12 @@ class RouterMetrics:
         self.resume_gap = Histogram("flotilla_router_stream_resume_gap_seconds",
                                     "Last chunk from the dead worker to the first from its "
                                     "replacement", buckets=_GAP_BUCKETS, registry=r)
+        self.cache_requests = Counter("flotilla_router_cache_requests_total",
+                                      "Requests to routes with a response cache, by result",
+                                      ("model", "result"), registry=r)
+        self.cache_evictions = Counter("flotilla_router_cache_evictions_total",
+                                       "Cache entries evicted past a route's max_entries",
+                                       ("model",), registry=r)
         self.disconnects = Counter("flotilla_router_client_disconnects_total",
                                    "Clients that left before their response ended", registry=r)
         self.circuit_state = Gauge("flotilla_router_circuit_state",
@@ -142,6 +150,9 @@ class RouterMetrics:
         else:
             self._child(self.tokens, model, "prompt").inc(prompt)
             self._child(self.tokens, model, "completion").inc(completion)
+
+    def cache_result(self, model: str, result: str) -> None:
+        self._child(self.cache_requests, model, result).inc()
 
     def observe_ttft(self, model: str, target: str, seconds: float) -> None:
         self._child(self.ttft, model, target).observe(seconds)

@@ -18,12 +18,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from router.cache import HIT, MISS, Cached
 from router.call import Call, ClientGone, Send
 from router.errors import RequestRejected, RouterError
 from router.failover import Forwarder
 from router.guard import CLIENT_GONE, RequestGuard
 from router.inbound import parse_request, read_body
-from router.relay import Exchange
+from router.relay import STREAM_HEADERS, Exchange
 from router.runtime import RouterRuntime
 
 log = logging.getLogger("router.proxy")
@@ -43,6 +44,18 @@ async def send_error(send: Send, error: RouterError) -> None:
     headers += [(k.encode(), v.encode()) for k, v in error.headers.items()]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def send_cached(send: Send, cached: Cached) -> None:
+    """A cached answer: a whole body, or a stream replayed from its stored events."""
+    if cached.stream:
+        headers = [*STREAM_HEADERS]
+    else:
+        headers = [(b"content-type", cached.content_type),
+                   (b"content-length", str(len(cached.body)).encode())]
+    headers += [(b"x-flotilla-target", cached.target.encode()), *HIT]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": cached.body, "more_body": False})
 
 
 class ProxyEndpoint:
@@ -69,14 +82,26 @@ class ProxyEndpoint:
                 raise RequestRejected(
                     403, f"This API key is not allowed to use the model `{request.model}`.",
                     param="model", code="model_not_allowed")
-            rt.planner.plan(rt.keeper.snapshot(), request.model, rt.keeper.known_models)
+            plan = rt.planner.plan(rt.keeper.snapshot(), request.model, rt.keeper.known_models)
             model_label = request.model
             if principal is not None:
                 rt.limiter.admit(principal)
+            ticket = None
+            if plan.cache is not None:
+                ticket = rt.cache.ticket(plan, request, principal.key_id if principal else None)
+                cached = None if ticket is None else await rt.cache.lookup(ticket, model_label)
+                if cached is not None:
+                    target = cached.target
+                    status = 200
+                    await send_cached(send, cached)
+                    return
             guard = RequestGuard()
             guard.watch_client(receive)
             call = Call(request=request, request_id=scope["flotilla.request_id"], timing=timing,
                         guard=guard, send=send, principal=principal, arrived=time.monotonic())
+            if ticket is not None:
+                call.cache = ticket
+                call.extra_headers.extend(MISS)
             try:
                 await self.forwarder.forward(call)
             finally:

@@ -50,7 +50,7 @@ log = logging.getLogger("router.relay")
 
 _PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
 _COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
-_STREAM_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
+STREAM_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
                    (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
 
@@ -186,7 +186,8 @@ class Exchange:
             content_type = response.content_type.encode("latin-1")
         headers = [(b"content-type", content_type),
                    (b"content-length", str(len(data)).encode()),
-                   (b"x-flotilla-target", target.label.encode()), *response.relay_headers()]
+                   (b"x-flotilla-target", target.label.encode()), *response.relay_headers(),
+                   *call.extra_headers]
         response.release()
         call.status = status
         call.guard.close()
@@ -194,6 +195,10 @@ class Exchange:
         await call.send({"type": "http.response.body", "body": data, "more_body": False})
         if status < 400:
             self._account(call, usage_of_body(data), estimated=False)
+            if call.cache is not None and status == 200:
+                await self.rt.cache.save(call.cache, call.request.model, stream=False,
+                                         content_type=content_type, target=target.label,
+                                         body=data)
 
     async def _relay_stream(self, call: Call, target: Target, endpoint: Endpoint,
                             response: UpstreamReply, first: bytes, pending: bytes) -> None:
@@ -201,8 +206,8 @@ class Exchange:
         guard = call.guard
         settings = self.rt.settings
         transcript = StreamTranscript()
-        headers = [*_STREAM_HEADERS, (b"x-flotilla-target", target.label.encode()),
-                   *response.relay_headers()]
+        headers = [*STREAM_HEADERS, (b"x-flotilla-target", target.label.encode()),
+                   *response.relay_headers(), *call.extra_headers]
         call.status = response.status
         guard.idle(settings.idle_timeout_s)
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
@@ -227,6 +232,20 @@ class Exchange:
         else:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         self._account_stream(call, transcript)
+        if problem is None and call.cache is not None and not call.resumed:
+            await self._cache_stream(call, target, transcript)
+
+    async def _cache_stream(self, call: Call, target: Target,
+                            transcript: StreamTranscript) -> None:
+        """Keep a stream that came whole from one worker (never a partial or spliced one)."""
+        if not transcript.complete or call.cache is None:
+            return
+        body = transcript.raw()
+        if b'data: {"error"' in body or b'"object":"error"' in body:
+            return
+        await self.rt.cache.save(call.cache, call.request.model, stream=True,
+                                 content_type=STREAM_HEADERS[0][1], target=target.label,
+                                 body=body)
 
     async def pump(self, call: Call, endpoint: Endpoint, response: UpstreamReply,
                     pending: bytes, transcript: StreamTranscript,

@@ -85,6 +85,7 @@ class StreamResumer:
             outcome = await self._continue(call, target, picked, plan, relayed, transcript,
                                            broke_at)
             if outcome is None:
+                call.resumed = True
                 metrics.resumes.labels("resumed").inc()
                 return None
             metrics.resumes.labels("attempt_failed").inc()

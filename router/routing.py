@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from fleet.catalog import PoolTarget, Route, UpstreamTarget
+from fleet.catalog import CacheOptions, PoolTarget, Route, UpstreamTarget
 from router.balancing import Endpoint
 from router.errors import RequestRejected
 from router.snapshot import FleetSnapshot
@@ -39,6 +39,7 @@ class Plan:
     model: str
     targets: tuple[Target, ...]
     resume: bool = True  # Route.stream_resume: continue broken streams on another worker
+    cache: CacheOptions | None = None  # Route.cache
 
 
 def upstream_label(base_url: str) -> str:
@@ -74,7 +75,8 @@ def _route_targets(snapshot: FleetSnapshot, route: Route, model: str) -> tuple[T
 def build_plan(snapshot: FleetSnapshot, model: str) -> Plan | None:
     route = snapshot.routes.get(model)
     if route is not None:
-        return Plan(model, _route_targets(snapshot, route, model), resume=route.stream_resume)
+        return Plan(model, _route_targets(snapshot, route, model), resume=route.stream_resume,
+                    cache=route.cache)
     pools = snapshot.pools_by_model.get(model)
     if pools:
         return Plan(model, tuple(_pool_target(snapshot, name, model) for name in pools))

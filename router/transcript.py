@@ -69,6 +69,10 @@ class StreamTranscript:
             self._size -= len(dropped)
             self.complete = False
 
+    def raw(self) -> bytes:
+        """Everything kept, as relayed (the whole stream while `complete`)."""
+        return b"".join(self._batches)
+
     def ended_with_done(self) -> bool:
         for batch in reversed(self._batches):
             stripped = batch.rstrip()
