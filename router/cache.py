@@ -66,7 +66,10 @@ def deterministic(request: ClientRequest) -> bool:
 
 def serving_model(plan: Plan, request: ClientRequest) -> tuple[str, str]:
     """(target label, model sent upstream) of the target that would serve now."""
-    target = next((t for t in plan.targets if t.endpoints), plan.targets[0])
+    target = next((t for t in plan.targets if t.endpoints),
+                  plan.targets[0] if plan.targets else None)
+    if target is None:
+        return "none", request.model
     return target.label, target.model or request.model
 
 

@@ -35,6 +35,7 @@ class Call:
     target: str = "none"
     attempts: int = 0
     ttft_s: float | None = None
+    choice: str | None = None  # the complexity choice on a route with an auto target
     resumed: bool = False  # the stream was resumed on another worker
     cache: Ticket | None = None  # store the answer in the response cache (a miss)
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # on the response

@@ -19,6 +19,8 @@ snapshot (series of departed workers are removed), `status` an HTTP status code.
                                                               first of its replacement
     flotilla_router_cache_requests_total{model,result}        hit, miss, bypass, error
     flotilla_router_cache_evictions_total{model}              entries evicted past max_entries
+    flotilla_router_complexity_choices_total{model,choice}    auto routes: small or large
+    flotilla_router_complexity_score{model}                   auto routes: the scores (histogram)
     flotilla_router_client_disconnects_total                  clients gone before the end
     flotilla_router_circuit_state{worker}                     0 healthy, 1 degraded, 2 open
     flotilla_router_circuit_transitions_total{state}          transitions into a state
@@ -45,6 +47,7 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0)
 _GAP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                 30.0, 60.0)
+_SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 _STATE_VALUE = {state: float(i) for i, state in enumerate(STATES)}
 
 
@@ -91,6 +94,12 @@ class RouterMetrics:
         self.cache_evictions = Counter("flotilla_router_cache_evictions_total",
                                        "Cache entries evicted past a route's max_entries",
                                        ("model",), registry=r)
+        self.complexity_choices = Counter("flotilla_router_complexity_choices_total",
+                                          "Requests of auto routes by the side chosen",
+                                          ("model", "choice"), registry=r)
+        self.complexity_score = Histogram("flotilla_router_complexity_score",
+                                          "Complexity scores of requests of auto routes",
+                                          ("model",), buckets=_SCORE_BUCKETS, registry=r)
         self.disconnects = Counter("flotilla_router_client_disconnects_total",
                                    "Clients that left before their response ended", registry=r)
         self.circuit_state = Gauge("flotilla_router_circuit_state",
@@ -150,6 +159,10 @@ class RouterMetrics:
         else:
             self._child(self.tokens, model, "prompt").inc(prompt)
             self._child(self.tokens, model, "completion").inc(completion)
+
+    def observe_complexity(self, model: str, choice: str, score: float) -> None:
+        self._child(self.complexity_choices, model, choice).inc()
+        self._child(self.complexity_score, model).observe(score)
 
     def cache_result(self, model: str, result: str) -> None:
         self._child(self.cache_requests, model, result).inc()

@@ -97,7 +97,7 @@ class StreamResumer:
         if target.pool is None or any(e.is_upstream for e in target.endpoints):
             return UPSTREAM_TARGET
         plan = self.rt.planner.plan(self.rt.keeper.snapshot(), call.request.model,
-                                    self.rt.keeper.known_models)
+                                    self.rt.keeper.known_models).pick(call.choice)
         if not plan.resume or self.rt.settings.max_stream_resumes == 0:
             return DISABLED
         if not transcript.complete:
@@ -108,7 +108,8 @@ class StreamResumer:
         """Another endpoint of the same target, from the current snapshot."""
         rt = self.rt
         now = time.monotonic()
-        plan = rt.planner.plan(rt.keeper.snapshot(), call.request.model, rt.keeper.known_models)
+        plan = rt.planner.plan(rt.keeper.snapshot(), call.request.model,
+                               rt.keeper.known_models).pick(call.choice)
         for current in plan.targets:
             if current.label != target.label:
                 continue

@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass
 
 from fleet.settings import SettingsError, option
+from router.complexity import SCORERS
 
 POLICIES = ("least_outstanding", "lowest_queue_depth", "round_robin")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -75,6 +76,10 @@ class RouterSettings:
                                      env="ROUTER_MAX_STREAM_RESUMES", minimum=0, maximum=10,
                                      help="continuations of one broken stream on other workers "
                                           "(routes with stream_resume; 0 turns it off)")
+
+    complexity_scorer: str = option("heuristic", flag="--complexity-scorer",
+                                    env="ROUTER_COMPLEXITY_SCORER", choices=tuple(SCORERS),
+                                    help="scores requests for routes with an auto target")
 
     # balancing and routes
     policy: str = option("least_outstanding", flag="--policy", env="ROUTER_POLICY",
