@@ -13,7 +13,7 @@ snapshot (series of departed workers are removed), `status` an HTTP status code.
     flotilla_router_retries_total{reason}                     attempts after the first
     flotilla_router_failovers_total{target}                   served by a later route target
     flotilla_router_stream_errors_total{reason}               streams ended with an error event
-    flotilla_router_stream_resumes_total{outcome}             continuations: resumed, attempt_failed
+    flotilla_router_stream_resumes_total{outcome}             resumed, attempt_failed, finished
     flotilla_router_stream_resume_refusals_total{reason}      broken streams not resumed, by reason
     flotilla_router_stream_resume_gap_seconds                 last chunk of the dead worker to the
                                                               first of its replacement

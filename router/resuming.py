@@ -12,6 +12,9 @@
           │     breaks again      ─► resume again, from everything relayed so far
           └─► at most `--max-stream-resumes` continuation attempts per stream; then refused
               (limit_reached) and the relay sends the SPEC's single SSE error event
+    every choice had already ended (only [DONE] missing) and no usage was asked for: the router
+    ends the stream itself (outcome `finished`); with usage asked for, a continuation still runs
+    for its `usage` (its choices are dropped)
 
 Breakers and in-flight counts see continuations as ordinary attempts.
 """
@@ -47,6 +50,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("router.resuming")
 
+_DONE = b"data: [DONE]\n\n"
+
 
 class StreamResumer:
     def __init__(self, rt: RouterRuntime, exchange: Exchange) -> None:
@@ -71,6 +76,14 @@ class StreamResumer:
                 plan = plan_continuation(call.request, target.model, relayed)
                 if isinstance(plan, str):
                     refusal = plan
+            if (isinstance(plan, Continuation) and plan.finished
+                    and not call.request.include_usage):
+                # Every choice already ended, only [DONE] was missing: no worker needed.
+                await call.send({"type": "http.response.body", "body": _DONE, "more_body": True})
+                transcript.add(_DONE)
+                call.resumed = True
+                metrics.resumes.labels("finished").inc()
+                return None
             if refusal is None and len(tried) > limit:
                 refusal = LIMIT_REACHED
             picked = None if refusal is not None else self._pick_same_pool(call, target, tried)

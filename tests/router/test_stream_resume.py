@@ -135,6 +135,25 @@ def test_splicer_keeps_the_id_drops_the_second_role_and_counts_usage_for_the_who
     assert out[1]["usage"] == {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}
 
 
+def test_a_stream_cut_after_its_finish_only_takes_usage_from_the_continuation() -> None:
+    request = parse_request("/v1/chat/completions", orjson.dumps({
+        "model": "m1", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+        "stream_options": {"include_usage": True}, "max_tokens": 2}))
+    relayed = _transcript(_delta("able "), _delta("about ", "length")).summary()
+    plan = plan_continuation(request, None, relayed)
+    assert isinstance(plan, Continuation) and plan.finished
+    assert orjson.loads(plan.body)["max_tokens"] == 1  # engines refuse 0; its text is dropped
+    splicer = Splicer(relayed, plan)
+    data = (b'data: {"id":"x","choices":[{"index":0,"delta":{"content":"extra "},'
+            b'"finish_reason":"length"}]}\n\n'
+            b'data: {"id":"x","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":1,'
+            b'"total_tokens":10}}\n\ndata: [DONE]\n\n')
+    out = splicer.rewrite(data)
+    assert b"extra" not in out and out.endswith(b"data: [DONE]\n\n")
+    usage = orjson.loads(out.split(b"\n\n")[0][6:])["usage"]
+    assert usage == {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}
+
+
 # -- real processes ---------------------------------------------------------------------------
 
 async def test_sigkill_mid_stream_under_load_every_stream_ends_whole_with_one_id_and_usage(
