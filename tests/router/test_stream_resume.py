@@ -252,23 +252,28 @@ async def test_a_worker_hung_past_the_idle_timeout_is_replaced_mid_stream(
     assert (await other.stats())["completed"] == 1
 
 
-@pytest.mark.parametrize("setup", ["resume_off", "no_other_worker"])
+@pytest.mark.parametrize("setup", ["resume_off", "no_other_worker", "upstream_target"])
 async def test_when_no_resume_is_possible_the_stream_ends_with_one_error_event(
         setup: str, start_sim, fleet: Fleet, start_router) -> None:
     dying = await start_sim("m1", *PACED, "--abort-stream-after-tokens", "5")
     await fleet.put_pool("p1", "m1")
-    await fleet.store.put_doc("routes", "m1", {"targets": [{"pool": "p1"}],
+    targets: list[dict[str, object]] = [{"pool": "p1"}]
+    if setup == "upstream_target":  # another provider's answer would not continue this one
+        targets = [{"upstream": dying.url + "/v1"}]
+    await fleet.store.put_doc("routes", "m1", {"targets": targets,
                                                "stream_resume": setup != "resume_off"})
     await fleet.store.publish("routes")
     await fleet.add_worker(dying, pool="p1")
-    if setup == "resume_off":
+    if setup != "no_other_worker":
         await fleet.add_worker(await start_sim("m1", *PACED), pool="p1", queue_depth=50)
     router = await start_router(no_auth=True, policy="lowest_queue_depth")
-    await router.wait_workers(2 if setup == "resume_off" else 1)
+    await router.wait_workers(1 if setup == "no_other_worker" else 2)
     await asyncio.sleep(0.3)  # the route's document is in the snapshot
     with pytest.raises(openai.APIError) as caught:
         await read_chat_stream(router.client(), "no luck")
     assert "interrupted" in str(caught.value.message)
-    reason = "disabled" if setup == "resume_off" else "no_worker"
+    reason = {"resume_off": "disabled", "no_other_worker": "no_worker",
+              "upstream_target": "upstream_target"}[setup]
+    assert reason.replace("_", " ") in str(caught.value.message)
     assert await metric(
         router.url, f'flotilla_router_stream_resume_refusals_total{{reason="{reason}"}}') == 1
