@@ -158,7 +158,9 @@ def test_a_stream_cut_after_its_finish_only_takes_usage_from_the_continuation() 
 
 async def test_sigkill_mid_stream_under_load_every_stream_ends_whole_with_one_id_and_usage(
         start_sim, fleet: Fleet, start_router) -> None:
-    doomed = await start_sim("m1", *LONG)
+    # The doomed worker is slow (5 s answers) so its streams are surely mid-way when it dies,
+    # however loaded the machine; its replacements are quicker.
+    doomed = await start_sim("m1", "--ttft-ms", "5", "--itl-ms", "25", "--output-tokens", "200")
     others = [await start_sim("m1", *LONG) for _ in range(2)]
     await fleet.put_pool("p1", "m1")
     await fleet.put_route("m1", [{"pool": "p1"}])
@@ -180,6 +182,7 @@ async def test_sigkill_mid_stream_under_load_every_stream_ends_whole_with_one_id
         await router.wait_workers(3)
         load = asyncio.gather(*[read_chat_stream(client, p) for p in load_prompts])
         await asyncio.sleep(0.05)
+        assert (await doomed.stats())["running"] >= len(cut_prompts)
         doomed.proc.kill()
         return await load
 
