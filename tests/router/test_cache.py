@@ -166,3 +166,14 @@ async def test_routes_without_cache_never_touch_it(start_sim, fleet: Fleet,
         response = await http.post(router.url + "/v1/chat/completions", json={
             "model": "m1", "messages": MESSAGES, "temperature": 0})
     assert response.status_code == 200 and "x-flotilla-cache" not in response.headers
+
+
+async def test_answers_larger_than_max_entry_bytes_are_not_kept(start_sim, fleet: Fleet,
+                                                                start_router) -> None:
+    sim = await start_sim("m1", *INSTANT, "--output-tokens", "400")  # ~2.5 kB of text
+    await cached_route(fleet, sim, max_entry_bytes=1024)
+    router = await start_router(no_auth=True)
+    await wait_route(router)
+    client = router.client()
+    assert [(await chat(client))[0] for _ in range(2)] == ["miss", "miss"]
+    assert [(await chat(client, max_tokens=3))[0] for _ in range(2)] == ["miss", "hit"]
