@@ -1,7 +1,10 @@
 """What operators configure through the admin API: API keys, pools and routes.
 
     Route "gpt-4o-mini": targets [ {"pool": "qwen14b"}, {"upstream": "https://api.openai.com/v1",
-                                   "api_key_env": "OPENAI_API_KEY", "model": "gpt-4o-mini"} ]
+                                   "api_key_env": "OPENAI_API_KEY", "model": "gpt-4o-mini"} ],
+                         stream_resume (default true), cache {ttl_s, shared, ...} (default off)
+    Route "auto":        targets [ {"auto": {"small": "qwen7b", "large": "qwen72b",
+                                             "threshold": 0.7}} ]   by complexity score
     Pool  "qwen14b":     model_id, engine, provider, min/max replicas, scaling targets, prices
 
 The first target with ready capacity serves a request. Upstream secrets are named by environment
@@ -59,7 +62,35 @@ class UpstreamTarget:
     model: str | None = rule(None, pattern=ID_PATTERN)  # rewrite the request's model
 
 
-RouteTarget = PoolTarget | UpstreamTarget
+@dataclass(frozen=True, slots=True)
+class AutoChoice:
+    """Send each request to `small` or `large` by its complexity score (router/complexity.py)."""
+
+    small: str = rule(pattern=ID_PATTERN)  # a pool name, or a model (its route, pools, workers)
+    large: str = rule(pattern=ID_PATTERN)
+    threshold: float = rule(0.7, ge=0.0, le=1.0)  # scores >= threshold go to `large`
+
+    def __post_init__(self) -> None:
+        if self.small == self.large:
+            raise ValidationError("small and large must differ", "small")
+
+
+@dataclass(frozen=True, slots=True)
+class AutoTarget:
+    auto: AutoChoice
+
+
+RouteTarget = PoolTarget | UpstreamTarget | AutoTarget
+
+
+@dataclass(frozen=True, slots=True)
+class CacheOptions:
+    """A route's response cache (router/cache.py): deterministic requests only."""
+
+    ttl_s: float = rule(300.0, ge=1.0, le=86_400.0)
+    shared: bool = False  # one entry for every API key (else entries are per key)
+    max_entries: int = rule(10_000, ge=1, le=10_000_000)  # per route; least recently used go
+    max_entry_bytes: int = rule(1 << 20, ge=1024, le=16 << 20)  # larger answers are not kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +98,13 @@ class Route:
     targets: list[RouteTarget] = rule(min_len=1, max_len=16)
     # Resume a stream on another worker of the same pool when its worker dies mid-stream.
     stream_resume: bool = True
+    cache: CacheOptions | None = None  # off unless given
+
+    def __post_init__(self) -> None:
+        autos = [i for i, t in enumerate(self.targets) if isinstance(t, AutoTarget)]
+        if len(autos) > 1:
+            raise ValidationError("a route may have at most one auto target",
+                                  f"targets[{autos[1]}]")
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,8 @@ class MemoryFleetStore:
         self._events: collections.deque[bytes] = collections.deque(maxlen=max_events)
         self._counts: dict[str, tuple[float, dict[str, int]]] = {}
         self._values: dict[str, tuple[float, bytes]] = {}
+        # space -> key -> (expires, value), least recently used first
+        self._caches: dict[str, collections.OrderedDict[str, tuple[float, bytes]]] = {}
         self._subscribers: set[asyncio.Queue[str]] = set()
         self._writes = 0
 
@@ -63,6 +65,7 @@ class MemoryFleetStore:
         self._events.clear()
         self._counts.clear()
         self._values.clear()
+        self._caches.clear()
 
     # epoch ------------------------------------------------------------------------------------
     async def get_epoch(self) -> str | None:
@@ -179,6 +182,29 @@ class MemoryFleetStore:
     async def delete_value(self, key: str) -> bool:
         entry = self._values.pop(key, None)
         return entry is not None and entry[0] > self._clock()
+
+    async def cache_put(self, space: str, key: str, value: bytes, ttl_s: float,
+                        max_entries: int) -> int:
+        entries = self._caches.setdefault(space, collections.OrderedDict())
+        entries[key] = (self._clock() + ttl_s, bytes(value))
+        entries.move_to_end(key)
+        evicted = 0
+        while len(entries) > max(1, max_entries):
+            entries.popitem(last=False)
+            evicted += 1
+        return evicted
+
+    async def cache_get(self, space: str, key: str) -> bytes | None:
+        entries = self._caches.get(space)
+        entry = None if entries is None else entries.get(key)
+        if entry is None:
+            return None
+        assert entries is not None
+        if entry[0] <= self._clock():
+            del entries[key]
+            return None
+        entries.move_to_end(key)
+        return entry[1]
 
     # notifications ----------------------------------------------------------------------------
     async def publish(self, topic: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -251,6 +252,46 @@ class RedisFleetStore:
     @_mapped
     async def delete_value(self, key: str) -> bool:
         return bool(await self._redis.delete(self._key("value", key)))
+
+    # One round trip, atomic: store the entry, note its use in the space's index (a sorted set
+    # by last use), drop index members whose entries have expired, evict the least recently used
+    # beyond the bound. Entry keys are derived from the index members (fine for one Redis; a
+    # cluster would need the space as a hash tag).
+    _CACHE_PUT = """
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    redis.call('ZADD', KEYS[2], ARGV[3], ARGV[6])
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[3]) - tonumber(ARGV[2]))
+    local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+    local evicted = 0
+    if over > 0 then
+      local old = redis.call('ZPOPMIN', KEYS[2], over)
+      for i = 1, #old, 2 do
+        redis.call('DEL', ARGV[5] .. old[i])
+        evicted = evicted + 1
+      end
+    end
+    redis.call('PEXPIRE', KEYS[2], ARGV[2])
+    return evicted
+    """
+
+    @_mapped
+    async def cache_put(self, space: str, key: str, value: bytes, ttl_s: float,
+                        max_entries: int) -> int:
+        ttl_ms = max(1, int(ttl_s * 1000))
+        now_ms = int(time.time() * 1000)
+        entry_prefix = self._key("cache", space, "")
+        evicted = await self._redis.eval(
+            self._CACHE_PUT, 2, entry_prefix + key, self._key("cacheidx", space),
+            value, ttl_ms, now_ms, max(1, max_entries), entry_prefix, key)
+        return int(evicted)
+
+    @_mapped
+    async def cache_get(self, space: str, key: str) -> bytes | None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._key("cache", space, key))
+            pipe.zadd(self._key("cacheidx", space), {key: int(time.time() * 1000)}, xx=True)
+            value, _ = await pipe.execute()
+        return value.encode() if isinstance(value, str) else value
 
     # notifications ----------------------------------------------------------------------------
     @_mapped

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from router.auth import Principal
 from router.edge import Timing
 from router.guard import RequestGuard
 from router.inbound import ClientRequest
+
+if TYPE_CHECKING:
+    from router.cache import Ticket
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -32,3 +35,7 @@ class Call:
     target: str = "none"
     attempts: int = 0
     ttft_s: float | None = None
+    choice: str | None = None  # the complexity choice on a route with an auto target
+    resumed: bool = False  # the stream was resumed on another worker
+    cache: Ticket | None = None  # store the answer in the response cache (a miss)
+    extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # on the response

@@ -122,7 +122,8 @@ class Forwarder:
         failover_counted = False
         while True:
             now = time.monotonic()
-            plan = rt.planner.plan(rt.keeper.snapshot(), model, rt.keeper.known_models)
+            plan = rt.planner.plan(rt.keeper.snapshot(), model,
+                                   rt.keeper.known_models).pick(call.choice)
             if first_label is None:
                 first_label = plan.targets[0].label if plan.targets else ""
                 self._record_demand(plan, time.time())

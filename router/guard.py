@@ -69,6 +69,10 @@ class RequestGuard:
     def touch(self) -> None:
         self._deadline = self._loop.time() + self._idle_s
 
+    def last_activity(self) -> float:
+        """Loop time of the last `idle()` or `touch()` (while a stream is being relayed)."""
+        return self._deadline - self._idle_s
+
     def disarm(self) -> None:
         self._deadline = math.inf
         if self._handle is not None:

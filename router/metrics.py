@@ -13,6 +13,14 @@ snapshot (series of departed workers are removed), `status` an HTTP status code.
     flotilla_router_retries_total{reason}                     attempts after the first
     flotilla_router_failovers_total{target}                   served by a later route target
     flotilla_router_stream_errors_total{reason}               streams ended with an error event
+    flotilla_router_stream_resumes_total{outcome}             resumed, attempt_failed, finished
+    flotilla_router_stream_resume_refusals_total{reason}      broken streams not resumed, by reason
+    flotilla_router_stream_resume_gap_seconds                 last chunk of the dead worker to the
+                                                              first of its replacement
+    flotilla_router_cache_requests_total{model,result}        hit, miss, bypass, error
+    flotilla_router_cache_evictions_total{model}              entries evicted past max_entries
+    flotilla_router_complexity_choices_total{model,choice}    auto routes: small or large
+    flotilla_router_complexity_score{model}                   auto routes: the scores (histogram)
     flotilla_router_client_disconnects_total                  clients gone before the end
     flotilla_router_circuit_state{worker}                     0 healthy, 1 degraded, 2 open
     flotilla_router_circuit_transitions_total{state}          transitions into a state
@@ -37,6 +45,9 @@ from router.breaker import STATES
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                     120.0, 300.0)
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0)
+_GAP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                30.0, 60.0)
+_SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 _STATE_VALUE = {state: float(i) for i, state in enumerate(STATES)}
 
 
@@ -68,6 +79,27 @@ class RouterMetrics:
         self.stream_errors = Counter("flotilla_router_stream_errors_total",
                                      "Streams that ended with an error event", ("reason",),
                                      registry=r)
+        self.resumes = Counter("flotilla_router_stream_resumes_total",
+                               "Continuations of broken streams on another worker", ("outcome",),
+                               registry=r)
+        self.resume_refusals = Counter("flotilla_router_stream_resume_refusals_total",
+                                       "Broken streams that were not resumed, by reason",
+                                       ("reason",), registry=r)
+        self.resume_gap = Histogram("flotilla_router_stream_resume_gap_seconds",
+                                    "Last chunk from the dead worker to the first from its "
+                                    "replacement", buckets=_GAP_BUCKETS, registry=r)
+        self.cache_requests = Counter("flotilla_router_cache_requests_total",
+                                      "Requests to routes with a response cache, by result",
+                                      ("model", "result"), registry=r)
+        self.cache_evictions = Counter("flotilla_router_cache_evictions_total",
+                                       "Cache entries evicted past a route's max_entries",
+                                       ("model",), registry=r)
+        self.complexity_choices = Counter("flotilla_router_complexity_choices_total",
+                                          "Requests of auto routes by the side chosen",
+                                          ("model", "choice"), registry=r)
+        self.complexity_score = Histogram("flotilla_router_complexity_score",
+                                          "Complexity scores of requests of auto routes",
+                                          ("model",), buckets=_SCORE_BUCKETS, registry=r)
         self.disconnects = Counter("flotilla_router_client_disconnects_total",
                                    "Clients that left before their response ended", registry=r)
         self.circuit_state = Gauge("flotilla_router_circuit_state",
@@ -127,6 +159,13 @@ class RouterMetrics:
         else:
             self._child(self.tokens, model, "prompt").inc(prompt)
             self._child(self.tokens, model, "completion").inc(completion)
+
+    def observe_complexity(self, model: str, choice: str, score: float) -> None:
+        self._child(self.complexity_choices, model, choice).inc()
+        self._child(self.complexity_score, model).observe(score)
+
+    def cache_result(self, model: str, result: str) -> None:
+        self._child(self.cache_requests, model, result).inc()
 
     def observe_ttft(self, model: str, target: str, seconds: float) -> None:
         self._child(self.ttft, model, target).observe(seconds)

@@ -18,12 +18,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from router.cache import HIT, MISS, Cached
 from router.call import Call, ClientGone, Send
 from router.errors import RequestRejected, RouterError
 from router.failover import Forwarder
 from router.guard import CLIENT_GONE, RequestGuard
-from router.inbound import parse_request, read_body
-from router.relay import Exchange
+from router.inbound import ClientRequest, parse_request, read_body
+from router.relay import STREAM_HEADERS, Exchange
 from router.runtime import RouterRuntime
 
 log = logging.getLogger("router.proxy")
@@ -48,11 +49,33 @@ async def send_error(send: Send, error: RouterError) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+async def send_cached(send: Send, cached: Cached, extra: list[tuple[bytes, bytes]]) -> None:
+    """A cached answer: a whole body, or a stream replayed from its stored events."""
+    if cached.stream:
+        headers = [*STREAM_HEADERS]
+    else:
+        headers = [(b"content-type", cached.content_type),
+                   (b"content-length", str(len(cached.body)).encode())]
+    headers += [(b"x-flotilla-target", cached.target.encode()), *HIT, *extra]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": cached.body, "more_body": False})
+
+
 class ProxyEndpoint:
     def __init__(self, rt: RouterRuntime) -> None:
         self.rt = rt
         self.exchange = Exchange(rt)
         self.forwarder = Forwarder(rt, self.exchange)
+
+    def _choose(self, request: ClientRequest, threshold: float,
+                headers: list[tuple[bytes, bytes]]) -> str:
+        """Score the request (complexity.py) and pick the auto target's side; shown in a header
+        and counted by choice."""
+        score = self.rt.scorer.score(request).value
+        choice = "large" if score >= threshold else "small"
+        headers.append((b"x-flotilla-complexity", b"%.3f; choice=%b" % (score, choice.encode())))
+        self.rt.metrics.observe_complexity(request.model, choice, score)
+        return choice
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Send) -> None:
         rt = self.rt
@@ -72,14 +95,31 @@ class ProxyEndpoint:
                 raise RequestRejected(
                     403, f"This API key is not allowed to use the model `{request.model}`.",
                     param="model", code="model_not_allowed")
-            rt.planner.plan(rt.keeper.snapshot(), request.model, rt.keeper.known_models)
+            plan = rt.planner.plan(rt.keeper.snapshot(), request.model, rt.keeper.known_models)
             model_label = request.model
             if principal is not None:
                 rt.limiter.admit(principal)
+            choice = None
+            extra_headers: list[tuple[bytes, bytes]] = []
+            if plan.auto is not None:
+                choice = self._choose(request, plan.auto.threshold, extra_headers)
+                plan = plan.pick(choice)
+            ticket = None
+            if plan.cache is not None:
+                ticket = rt.cache.ticket(plan, request, principal.key_id if principal else None)
+                cached = None if ticket is None else await rt.cache.lookup(ticket, model_label)
+                if cached is not None:
+                    target = cached.target
+                    status = 200
+                    await send_cached(send, cached, extra_headers)
+                    return
+                if ticket is not None:
+                    extra_headers.extend(MISS)
             guard = RequestGuard()
             guard.watch_client(receive)
             call = Call(request=request, request_id=scope["flotilla.request_id"], timing=timing,
-                        guard=guard, send=send, principal=principal, arrived=time.monotonic())
+                        guard=guard, send=send, principal=principal, arrived=time.monotonic(),
+                        choice=choice, cache=ticket, extra_headers=extra_headers)
             try:
                 await self.forwarder.forward(call)
             finally:

@@ -39,6 +39,8 @@ from router.errors import (
     normalise_error_body,
 )
 from router.guard import CLIENT_GONE
+from router.resume import Splicer
+from router.resuming import StreamResumer
 from router.routing import Target
 from router.runtime import RouterRuntime
 from router.transcript import StreamTranscript
@@ -48,7 +50,7 @@ log = logging.getLogger("router.relay")
 
 _PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
 _COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
-_STREAM_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
+STREAM_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
                    (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
 
@@ -80,7 +82,7 @@ def stream_error_frame(message: str, code: str) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-def _headers_for(endpoint: Endpoint, target: Target, call: Call) -> dict[str, str]:
+def headers_for(endpoint: Endpoint, target: Target, call: Call) -> dict[str, str]:
     headers = {"Content-Type": "application/json", "x-request-id": call.request_id}
     if target.api_key_env:
         secret = os.environ.get(target.api_key_env)  # read at call time: rotation needs no restart
@@ -92,9 +94,12 @@ def _headers_for(endpoint: Endpoint, target: Target, call: Call) -> dict[str, st
 class Exchange:
     """Runs attempts for a runtime; one instance per app."""
 
+    headers_for = staticmethod(headers_for)
+
     def __init__(self, rt: RouterRuntime) -> None:
         self.rt = rt
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.resumer = StreamResumer(rt, self)
 
     async def attempt(self, call: Call, target: Target, endpoint: Endpoint) -> None:
         """One attempt; returns once the response is relayed, raises UpstreamError to retry."""
@@ -115,7 +120,7 @@ class Exchange:
         try:
             try:
                 guard.first_byte(settings.first_byte_timeout_s)
-                response = await rt.upstream.open(url, body, _headers_for(endpoint, target, call))
+                response = await rt.upstream.open(url, body, headers_for(endpoint, target, call))
                 # A whole (non-streamed) body arrives right after its headers: the first-byte
                 # deadline still in force bounds it (re-arming a timer per request costs more).
                 if response.status >= 500:
@@ -125,7 +130,7 @@ class Exchange:
                     data = await response.read_all()
                     first = pending = b""
                 else:
-                    first, pending = await self._first_events(response)
+                    first, pending = await self.first_events(response)
             except asyncio.CancelledError:
                 reason = guard.consume()
                 if reason is None:
@@ -158,8 +163,9 @@ class Exchange:
             rt.inflight.finish(endpoint.key)
             rt.policy.on_finish(endpoint)
 
-    async def _first_events(self, response: UpstreamReply) -> tuple[bytes, bytes]:
-        pending = b""
+    async def first_events(self, response: UpstreamReply,
+                           pending: bytes = b"") -> tuple[bytes, bytes]:
+        """The first complete SSE event(s) and the incomplete rest after them."""
         while True:
             chunk = await response.read_chunk()
             if not chunk:
@@ -180,7 +186,8 @@ class Exchange:
             content_type = response.content_type.encode("latin-1")
         headers = [(b"content-type", content_type),
                    (b"content-length", str(len(data)).encode()),
-                   (b"x-flotilla-target", target.label.encode()), *response.relay_headers()]
+                   (b"x-flotilla-target", target.label.encode()), *response.relay_headers(),
+                   *call.extra_headers]
         response.release()
         call.status = status
         call.guard.close()
@@ -188,6 +195,10 @@ class Exchange:
         await call.send({"type": "http.response.body", "body": data, "more_body": False})
         if status < 400:
             self._account(call, usage_of_body(data), estimated=False)
+            if call.cache is not None and status == 200:
+                await self.rt.cache.save(call.cache, call.request.model, stream=False,
+                                         content_type=content_type, target=target.label,
+                                         body=data)
 
     async def _relay_stream(self, call: Call, target: Target, endpoint: Endpoint,
                             response: UpstreamReply, first: bytes, pending: bytes) -> None:
@@ -195,15 +206,53 @@ class Exchange:
         guard = call.guard
         settings = self.rt.settings
         transcript = StreamTranscript()
-        headers = [*_STREAM_HEADERS, (b"x-flotilla-target", target.label.encode()),
-                   *response.relay_headers()]
+        headers = [*STREAM_HEADERS, (b"x-flotilla-target", target.label.encode()),
+                   *response.relay_headers(), *call.extra_headers]
         call.status = response.status
         guard.idle(settings.idle_timeout_s)
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": first, "more_body": True})
         call.ttft_s = time.perf_counter() - call.timing.started
         transcript.add(first)
-        problem: str | None = None
+        problem = await self.pump(call, endpoint, response, pending, transcript, None)
+        if problem is None:
+            response.release()
+        else:
+            response.close()
+            self.stream_broke(endpoint, problem, transcript)
+            problem = await self.resumer.resume(call, target, endpoint, transcript, problem)
+        guard.close()
+        if problem is not None:
+            self.rt.metrics.stream_errors.labels(
+                "timeout" if "silent" in problem else "broken").inc()
+            await send({"type": "http.response.body", "more_body": False,
+                        "body": stream_error_frame(
+                            f"The response stream was interrupted: {problem}. Retry the request.",
+                            "stream_interrupted")})
+        else:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        self._account_stream(call, transcript)
+        if problem is None and call.cache is not None and not call.resumed:
+            await self._cache_stream(call, target, transcript)
+
+    async def _cache_stream(self, call: Call, target: Target,
+                            transcript: StreamTranscript) -> None:
+        """Keep a stream that came whole from one worker (never a partial or spliced one)."""
+        if not transcript.complete or call.cache is None:
+            return
+        body = transcript.raw()
+        if b'data: {"error"' in body or b'"object":"error"' in body:
+            return
+        await self.rt.cache.save(call.cache, call.request.model, stream=True,
+                                 content_type=STREAM_HEADERS[0][1], target=target.label,
+                                 body=body)
+
+    async def pump(self, call: Call, endpoint: Endpoint, response: UpstreamReply,
+                    pending: bytes, transcript: StreamTranscript,
+                    splicer: Splicer | None) -> str | None:
+        """Relay chunks, cut at event boundaries, to the end: None, or what broke the stream."""
+        send = call.send
+        guard = call.guard
         try:
             while True:
                 chunk = await response.read_chunk()
@@ -218,11 +267,15 @@ class Exchange:
                 else:
                     pending = data
                     continue
-                await send({"type": "http.response.body", "body": data, "more_body": True})
                 guard.touch()
+                if splicer is not None:
+                    data = splicer.rewrite(data)
+                    if not data:
+                        continue
+                await send({"type": "http.response.body", "body": data, "more_body": True})
                 transcript.add(data)
         except UpstreamBroken as exc:
-            problem = f"the worker's stream broke off ({exc.message})"
+            return f"the worker's stream broke off ({exc.message})"
         except asyncio.CancelledError:
             reason = guard.consume()
             if reason is None:
@@ -231,28 +284,18 @@ class Exchange:
                 response.close()
                 self.rt.breakers.get(endpoint.key).record_abandoned()
                 raise ClientGone() from None
-            problem = f"the worker went silent ({reason.replace('_', ' ')})"
-        if problem is None and pending.strip():
-            problem = "the worker's stream ended in the middle of an event"
-        if problem is None and not transcript.ended_with_done():
-            problem = "the worker's stream ended before [DONE]"
-        if problem is not None:
-            response.close()
-            self.rt.breakers.get(endpoint.key).record_failure(time.monotonic())
-            self.rt.metrics.stream_errors.labels(
-                "timeout" if "silent" in problem else "broken").inc()
-            log.warning("stream from %s interrupted: %s", endpoint.key, problem,
-                        extra={"worker_id": endpoint.key, "relayed_events": transcript.events})
-            guard.close()
-            await send({"type": "http.response.body", "more_body": False,
-                        "body": stream_error_frame(
-                            f"The response stream was interrupted: {problem}. Retry the request.",
-                            "stream_interrupted")})
-        else:
-            response.release()
-            guard.close()
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        self._account_stream(call, transcript)
+            return f"the worker went silent ({reason.replace('_', ' ')})"
+        if pending.strip():
+            return "the worker's stream ended in the middle of an event"
+        if not transcript.ended_with_done():
+            return "the worker's stream ended before [DONE]"
+        return None
+
+    def stream_broke(self, endpoint: Endpoint, problem: str,
+                      transcript: StreamTranscript) -> None:
+        self.rt.breakers.get(endpoint.key).record_failure(time.monotonic())
+        log.warning("stream from %s interrupted: %s", endpoint.key, problem,
+                    extra={"worker_id": endpoint.key, "relayed_events": transcript.events})
 
     def _account_stream(self, call: Call, transcript: StreamTranscript) -> None:
         usage = transcript.usage() if call.request.include_usage else None

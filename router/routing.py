@@ -16,10 +16,11 @@ Plans depend only on the snapshot, so they are cached in it per model.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from fleet.catalog import PoolTarget, Route, UpstreamTarget
+from fleet.catalog import AutoTarget, CacheOptions, PoolTarget, Route, UpstreamTarget
 from router.balancing import Endpoint
 from router.errors import RequestRejected
 from router.snapshot import FleetSnapshot
@@ -38,6 +39,22 @@ class Target:
 class Plan:
     model: str
     targets: tuple[Target, ...]
+    resume: bool = True  # Route.stream_resume: continue broken streams on another worker
+    cache: CacheOptions | None = None  # Route.cache
+    auto: AutoPlan | None = None  # a route with an auto target: one plan per choice
+
+    def pick(self, choice: str | None) -> Plan:
+        """The plan for a complexity choice ("small" / "large"); itself for other routes."""
+        if self.auto is None:
+            return self
+        return self.auto.large if choice == "large" else self.auto.small
+
+
+@dataclass(frozen=True, slots=True)
+class AutoPlan:
+    threshold: float
+    small: Plan
+    large: Plan
 
 
 def upstream_label(base_url: str) -> str:
@@ -60,20 +77,50 @@ def _upstream_target(target: UpstreamTarget, model: str) -> Target:
                   api_key_env=target.api_key_env)
 
 
-def _route_targets(snapshot: FleetSnapshot, route: Route, model: str) -> tuple[Target, ...]:
-    targets = []
+def _route_targets(snapshot: FleetSnapshot, route: Route, model: str,
+                   choice: str | None = None) -> tuple[Target, ...]:
+    """The route's targets in order; an auto target expands to its `choice` (none: skipped)."""
+    targets: list[Target] = []
     for item in route.targets:
         if isinstance(item, PoolTarget):
             targets.append(_pool_target(snapshot, item.pool, model))
         elif isinstance(item, UpstreamTarget):
             targets.append(_upstream_target(item, model))
+        elif isinstance(item, AutoTarget) and choice is not None:
+            name = item.auto.large if choice == "large" else item.auto.small
+            targets.extend(_named_targets(snapshot, name, model))
     return tuple(targets)
+
+
+def _named_targets(snapshot: FleetSnapshot, name: str, model: str) -> tuple[Target, ...]:
+    """An auto choice's targets: the pool of that name, else what serves the model of that name
+    (its route without auto targets - no nesting -, its pools or its workers), asked for as
+    `name`; an unknown name is a cold target (demand, cold wait)."""
+    if name in snapshot.pools:
+        return (_pool_target(snapshot, name, model),)
+    route = snapshot.routes.get(name)
+    if route is not None:
+        found = _route_targets(snapshot, route, name)
+    else:
+        plan = build_plan(snapshot, name)
+        found = plan.targets if plan is not None else ()
+    if not found:
+        return (Target(label=f"model:{name}", endpoints=(), model=name, pool=f"model:{name}"),)
+    return tuple(t if t.model is not None else dataclasses.replace(t, model=name) for t in found)
 
 
 def build_plan(snapshot: FleetSnapshot, model: str) -> Plan | None:
     route = snapshot.routes.get(model)
     if route is not None:
-        return Plan(model, _route_targets(snapshot, route, model))
+        auto = next((t.auto for t in route.targets if isinstance(t, AutoTarget)), None)
+        if auto is None:
+            return Plan(model, _route_targets(snapshot, route, model),
+                        resume=route.stream_resume, cache=route.cache)
+        small, large = (Plan(model, _route_targets(snapshot, route, model, choice),
+                             resume=route.stream_resume, cache=route.cache)
+                        for choice in ("small", "large"))
+        return Plan(model, small.targets, resume=route.stream_resume, cache=route.cache,
+                    auto=AutoPlan(auto.threshold, small, large))
     pools = snapshot.pools_by_model.get(model)
     if pools:
         return Plan(model, tuple(_pool_target(snapshot, name, model) for name in pools))

@@ -23,6 +23,8 @@ from fleet.store import FleetStore, open_store
 from router.auth import KeyCache
 from router.balancing import BalancingPolicy
 from router.breaker import BreakerBoard
+from router.cache import ResponseCache
+from router.complexity import ComplexityScorer, make_scorer
 from router.demand import DemandBook
 from router.inflight import InflightBook
 from router.limits import RateLimiter
@@ -66,6 +68,9 @@ class RouterRuntime:
                                  store_timeout_s=settings.store_timeout_s,
                                  store_ok=lambda: self.keeper.store_ok)
         self.planner = Planner()
+        self.scorer: ComplexityScorer = make_scorer(settings.complexity_scorer)
+        self.cache = ResponseCache(self.store, self.metrics,
+                                   store_timeout_s=settings.store_timeout_s)
         self.upstream: UpstreamClient = make_client(
             settings.upstream_client, connect_timeout_s=settings.connect_timeout_s,
             max_connections_per_host=settings.max_connections_per_worker)

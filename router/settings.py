@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass
 
 from fleet.settings import SettingsError, option
+from router.complexity import SCORERS
 
 POLICIES = ("least_outstanding", "lowest_queue_depth", "round_robin")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -70,6 +71,15 @@ class RouterSettings:
     breaker_recovery_s: float = option(120.0, flag="--breaker-recovery",
                                        env="ROUTER_BREAKER_RECOVERY_S", minimum=0.0,
                                        help="open circuit waits this long before a probe")
+
+    max_stream_resumes: int = option(2, flag="--max-stream-resumes",
+                                     env="ROUTER_MAX_STREAM_RESUMES", minimum=0, maximum=10,
+                                     help="continuations of one broken stream on other workers "
+                                          "(routes with stream_resume; 0 turns it off)")
+
+    complexity_scorer: str = option("heuristic", flag="--complexity-scorer",
+                                    env="ROUTER_COMPLEXITY_SCORER", choices=tuple(SCORERS),
+                                    help="scores requests for routes with an auto target")
 
     # balancing and routes
     policy: str = option("least_outstanding", flag="--policy", env="ROUTER_POLICY",

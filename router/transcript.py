@@ -7,7 +7,9 @@ parsing per event). From that record, on demand:
   - `ended_with_done()`  whether `data: [DONE]` was the last event,
   - `stream_id()`   the `id` shared by the stream's chunks,
   - `text_by_choice()`  the text relayed so far per choice index (chat `delta.content` or
-                    completions `text`): what a continuation on another worker would re-send.
+                    completions `text`): what a continuation on another worker would re-send,
+  - `summary()`     all of that in one pass, plus what decides whether a stream can be resumed
+                    (tool-call deltas, finished choices, events that carried text).
 
 Memory is bounded by `max_bytes` (default 1 MiB per stream); past it the oldest events are not
 kept (`complete` turns False) but the tail needed for usage and [DONE] always is.
@@ -15,6 +17,7 @@ kept (`complete` turns False) but the tail needed for usage and [DONE] always is
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -31,6 +34,20 @@ def iter_events(data: bytes) -> list[bytes]:
         if lines:
             payloads.append(b"\n".join(lines))
     return payloads
+
+
+@dataclass(slots=True)
+class Relayed:
+    """What the client has received so far, decoded once (only when a stream needs resuming)."""
+
+    stream_id: str | None = None
+    created: int | None = None
+    text: dict[int, str] = field(default_factory=dict)  # per choice index
+    text_events: int = 0  # events that carried text: one per generated token in vLLM's streams
+    finished: set[int] = field(default_factory=set)  # choices whose finish_reason was relayed
+    tool_calls: bool = False  # a delta carried tool calls (not resumable as text)
+    usage: bool = False  # the usage chunk was relayed
+    done: bool = False  # `data: [DONE]` was relayed
 
 
 class StreamTranscript:
@@ -51,6 +68,10 @@ class StreamTranscript:
             dropped = self._batches.pop(0)
             self._size -= len(dropped)
             self.complete = False
+
+    def raw(self) -> bytes:
+        """Everything kept, as relayed (the whole stream while `complete`)."""
+        return b"".join(self._batches)
 
     def ended_with_done(self) -> bool:
         for batch in reversed(self._batches):
@@ -87,17 +108,41 @@ class StreamTranscript:
         return None
 
     def text_by_choice(self) -> dict[int, str]:
+        return self.summary().text
+
+    def summary(self) -> Relayed:
+        relayed = Relayed()
         parts: dict[int, list[str]] = {}
         for payload in self._payloads():
+            if payload == b"[DONE]":
+                relayed.done = True
+                continue
             data = self._decoded(payload)
             if data is None:
                 continue
+            if relayed.stream_id is None and isinstance(data.get("id"), str):
+                relayed.stream_id = data["id"]
+                created = data.get("created")
+                relayed.created = created if isinstance(created, int) else None
+            if isinstance(data.get("usage"), dict):
+                relayed.usage = True
             for choice in data.get("choices") or ():
                 if not isinstance(choice, dict):
                     continue
                 index = choice.get("index", 0)
+                if not isinstance(index, int):
+                    continue
                 delta = choice.get("delta")
-                text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
-                if isinstance(text, str) and isinstance(index, int):
+                if isinstance(delta, dict):
+                    text = delta.get("content")
+                    if delta.get("tool_calls") or delta.get("function_call"):
+                        relayed.tool_calls = True
+                else:
+                    text = choice.get("text")
+                if isinstance(text, str) and text:
                     parts.setdefault(index, []).append(text)
-        return {index: "".join(texts) for index, texts in sorted(parts.items())}
+                    relayed.text_events += 1
+                if choice.get("finish_reason"):
+                    relayed.finished.add(index)
+        relayed.text = {index: "".join(texts) for index, texts in sorted(parts.items())}
+        return relayed

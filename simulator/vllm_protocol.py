@@ -129,8 +129,12 @@ def parse_chat(body: bytes, served_model: str, max_model_len: int) -> Generation
     if continue_final and messages[-1].get("role") != "assistant":
         raise RequestError(400, "`continue_final_message` needs the last message to be the "
                            "assistant's partial answer.", param="continue_final_message")
-    # A chat template adds a few tokens of markup around every message.
+    # A chat template adds a few tokens of markup around every message - except a continued
+    # final message, left open like the generation prompt (uncounted) it stands for: so a
+    # continuation's prompt is the original's plus exactly the tokens already generated.
     prompt_tokens = sum(count_words(message_text(m.get("content"))) + 4 for m in messages)
+    if continue_final:
+        prompt_tokens -= 4
     _check_length(prompt_tokens, max_tokens, max_model_len, "messages")
     return GenerationRequest(True, model, stream, include_usage, max_tokens, ignore_eos,
                              prompt_tokens, messages=messages, continue_final=continue_final)

@@ -128,6 +128,25 @@ async def test_counters_and_values_expire(store: FleetStore) -> None:
     assert await store.get_value("kept") is None
 
 
+async def test_cache_entries_expire_and_the_least_recently_used_are_evicted(
+        store: FleetStore) -> None:
+    assert await store.cache_put("route-a", "k1", b"one", 60, max_entries=2) == 0
+    await asyncio.sleep(0.005)
+    assert await store.cache_put("route-a", "k2", b"two", 60, max_entries=2) == 0
+    await asyncio.sleep(0.005)
+    assert await store.cache_get("route-a", "k1") == b"one"  # k1 is now the most recent
+    await asyncio.sleep(0.005)
+    assert await store.cache_put("route-a", "k3", b"three", 60, max_entries=2) == 1
+    assert await store.cache_get("route-a", "k2") is None
+    assert await store.cache_get("route-a", "k1") == b"one"
+    assert await store.cache_get("route-a", "k3") == b"three"
+    assert await store.cache_get("route-b", "k1") is None  # spaces are separate
+    await store.cache_put("route-b", "short", b"x", 0.05, max_entries=10)
+    assert await store.cache_get("route-b", "short") == b"x"
+    await asyncio.sleep(0.12)
+    assert await store.cache_get("route-b", "short") is None
+
+
 async def test_epoch_is_created_once(store: FleetStore) -> None:
     assert await store.get_epoch() is None
     assert await store.ensure_epoch("e1") == ("e1", True)

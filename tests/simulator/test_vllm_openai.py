@@ -99,7 +99,8 @@ async def test_async_chat_stream(sim: Sim) -> None:
 
 def test_chat_continuation_resumes_the_same_answer(sim: Sim) -> None:
     client = sim.client()
-    full = client.chat.completions.create(model=MODEL, messages=MESSAGES).choices[0].message.content
+    answer = client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    full = answer.choices[0].message.content
     partial = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=4)
     head = partial.choices[0].message.content
     rest = client.chat.completions.create(
@@ -107,6 +108,8 @@ def test_chat_continuation_resumes_the_same_answer(sim: Sim) -> None:
         extra_body={"continue_final_message": True, "add_generation_prompt": False})
     assert head + rest.choices[0].message.content == full
     assert rest.usage.completion_tokens == ANSWER_TOKENS - 4
+    # The continued turn is left open: the prompt grows by exactly the tokens already written.
+    assert rest.usage.prompt_tokens == answer.usage.prompt_tokens + 4
     assert rest.choices[0].finish_reason == "stop"
     capped = client.chat.completions.create(
         model=MODEL, messages=[*MESSAGES, {"role": "assistant", "content": head}], max_tokens=2,
