@@ -23,7 +23,7 @@ from typing import Any
 
 from control_plane.errors import Conflict, Unprocessable
 from control_plane.held import HeldCollection
-from fleet.catalog import Pool, PoolTarget, Route
+from fleet.catalog import AutoTarget, Pool, PoolTarget, Route, RouteTarget
 from fleet.store import POOLS, ROUTES, TOPIC_POOLS, TOPIC_ROUTES, FleetStore, from_doc
 from fleet.validation import ValidationError, parse
 
@@ -36,6 +36,15 @@ def pool_doc(pool: Pool) -> dict[str, Any]:
 
 def route_doc(route: Route) -> dict[str, Any]:
     return dataclasses.asdict(route)
+
+
+def _pools_named(target: RouteTarget) -> tuple[str, ...]:
+    """The names a target may resolve as pools (an auto target's sides name a pool or a model)."""
+    if isinstance(target, PoolTarget):
+        return (target.pool,)
+    if isinstance(target, AutoTarget):
+        return (target.auto.small, target.auto.large)
+    return ()
 
 
 class FleetCatalog:
@@ -78,7 +87,7 @@ class FleetCatalog:
 
     def routes_using(self, pool: str) -> list[str]:
         return [model for model, route in sorted(self._routes.items())
-                if any(isinstance(t, PoolTarget) and t.pool == pool for t in route.targets)]
+                if any(pool in _pools_named(t) for t in route.targets)]
 
     # writing ------------------------------------------------------------------------------------
     async def put_pool(self, name: str, pool: Pool) -> Pool | None:

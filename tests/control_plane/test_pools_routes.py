@@ -119,6 +119,26 @@ async def test_routes_are_validated_against_the_pools(running: Running) -> None:
     assert (await client.delete("/v1/pools/chat", headers=admin)).status_code == 200
 
 
+async def test_routing_options_round_trip_and_an_auto_side_keeps_its_pool(
+        running: Running) -> None:
+    client, admin = running.client, running.admin
+    await put_pool(running, name="small")
+    await put_pool(running, name="large")
+    body = {"targets": [{"auto": {"small": "small", "large": "large", "threshold": 0.5}}],
+            "stream_resume": False, "cache": {"ttl_s": 60, "shared": True}}
+    created = await client.put("/v1/routes/org/chat", json=body, headers=admin)
+    assert created.status_code == 201, created.text
+    stored = (await running.store.get_docs(ROUTES))["org/chat"]
+    assert stored["targets"][0]["auto"] == {"small": "small", "large": "large", "threshold": 0.5}
+    assert stored["stream_resume"] is False and stored["cache"]["ttl_s"] == 60
+    # The auto target names the pool: it cannot be deleted under the route.
+    in_use = await client.delete("/v1/pools/large", headers=admin)
+    assert in_use.status_code == 409 and in_use.json()["error"]["code"] == "pool_in_use"
+    same = {"targets": [{"auto": {"small": "small", "large": "small"}}]}
+    refused = await client.put("/v1/routes/other", json=same, headers=admin)
+    assert refused.status_code == 400 and "other" not in await running.store.get_docs(ROUTES)
+
+
 @pytest.mark.parametrize("body,param", [
     ({"targets": []}, "targets"),
     ({"targets": [{"pool": "chat", "upstream": "https://x/v1"}]}, "targets[0]"),
