@@ -176,12 +176,13 @@ class ChaosLoad:
                     finished = True
         except openai.APIStatusError as exc:  # pragma: no cover - statuses come before bytes
             return FAILED, _status_reason(exc)
+        except (httpx.HTTPError, openai.APIConnectionError) as exc:
+            # The connection broke mid-stream (openai-python wraps it; APIError's subclass).
+            return STREAM_CUT, type(exc).__name__
         except openai.APIError as exc:
             # The router's SSE error event: {"error": {... "code": "stream_interrupted"}}.
             code = exc.code if isinstance(exc.code, str) else None
             return STREAM_ERROR, code or "error_event"
-        except (httpx.HTTPError, openai.APIConnectionError) as exc:
-            return STREAM_CUT, type(exc).__name__
         if not finished:
             return SILENT, "stream closed without finish_reason or error event"
         if len(ids) > 1 or roles > 1:

@@ -173,6 +173,17 @@ class ChaosStack:
             await asyncio.sleep(0.05)
         raise AssertionError(f"{router.url} never held {count} workers (last: {last!r})")
 
+    async def router_counters(self, router: Router, *names: str) -> dict[str, float]:
+        """The router's Prometheus samples of the named metrics, `name{labels}` -> value."""
+        text = (await self.http.get(router.url + "/metrics")).text
+        found: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith(names) and not line.startswith("#"):
+                sample, value = line.rsplit(" ", 1)
+                if float(value):
+                    found[sample] = float(value)
+        return found
+
     async def sim_stats(self, worker: Worker) -> dict[str, int]:
         return (await self.http.get(worker.sim_url + "/admin/stats")).json()
 

@@ -18,7 +18,16 @@ from tests.support.tcp_proxy import StallingProxy
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 LOAD_S = 12.0
+ROUTER_COUNTERS = ("flotilla_router_retries_total", "flotilla_router_stream_errors_total",
+                   "flotilla_router_circuit_transitions_total")
 FAULT_AT_S = 4.0
+
+
+def _router_stream_errors(observed: dict[str, object]) -> float:
+    counters = observed["router_counters"]
+    assert isinstance(counters, dict)
+    return sum(v for k, v in counters.items()
+               if k.startswith("flotilla_router_stream_errors_total"))
 
 
 async def _wait_busy(stack: ChaosStack, worker, at_least: int = 2) -> None:
@@ -48,6 +57,7 @@ async def test_worker_sigkilled(chaos_stack: ChaosStack, record_figures) -> None
 
     await load.run(LOAD_S, during=fault())
     figures = load.summary()
+    observed["router_counters"] = await chaos_stack.router_counters(router, *ROUTER_COUNTERS)
     record_figures("Worker SIGKILLed", "engine and agent of 1 of 4 workers SIGKILLed mid-load",
                    figures, **observed)
     load.assert_no_silent_loss()
@@ -57,6 +67,8 @@ async def test_worker_sigkilled(chaos_stack: ChaosStack, record_figures) -> None
     assert figures["stream_cuts"] == 0, figures
     assert figures["stream_errors"] <= observed["in_flight_on_worker"], (figures, observed)
     assert set(figures["stream_errors_by_reason"]) <= {"stream_interrupted"}, figures
+    # Every error event the router sent reached a client as an exception.
+    assert figures["stream_errors"] == _router_stream_errors(observed), (figures, observed)
 
 
 async def test_worker_hanging(chaos_stack: ChaosStack, record_figures) -> None:
@@ -79,6 +91,7 @@ async def test_worker_hanging(chaos_stack: ChaosStack, record_figures) -> None:
 
     await load.run(LOAD_S, during=fault())
     figures = load.summary()
+    observed["router_counters"] = await chaos_stack.router_counters(router, *ROUTER_COUNTERS)
     stats = await chaos_stack.sim_stats(stuck)
     observed["reached_the_hung_worker_after_the_fault"] = stats["received"] - received_before
     record_figures("Worker hanging", "1 of 4 engines accepts requests and never answers "
@@ -134,6 +147,7 @@ async def test_network_to_one_worker_stalls(chaos_stack: ChaosStack, record_figu
     finally:
         await proxy.aclose()
     figures = load.summary()
+    observed["router_counters"] = await chaos_stack.router_counters(router, *ROUTER_COUNTERS)
     observed["connections_through_proxy"] = proxy.connections
     record_figures("Network to one worker stalls", "a TCP proxy between the router and 1 of 4 "
                    "workers stops forwarding (no reset, silence); router first-byte and idle "
@@ -143,3 +157,4 @@ async def test_network_to_one_worker_stalls(chaos_stack: ChaosStack, record_figu
     assert figures["stream_cuts"] == 0, figures
     # Streams already relaying from the cut-off worker end with the idle-timeout error event.
     assert figures["stream_errors"] <= observed["in_flight_on_worker"], (figures, observed)
+    assert figures["stream_errors"] == _router_stream_errors(observed), (figures, observed)
