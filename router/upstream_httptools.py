@@ -176,7 +176,14 @@ class _Pool:
         while self.open >= self.limit:
             waiter = asyncio.get_running_loop().create_future()
             self.waiters.append(waiter)
-            await waiter
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                # Woken for a free slot and cancelled before taking it (client gone, deadline):
+                # pass the wake-up on, or the next waiter sits beside a free slot.
+                if waiter.done() and not waiter.cancelled():
+                    self._notify()
+                raise
             if self.idle:
                 return await self.acquire()
         return await self.connect(), False

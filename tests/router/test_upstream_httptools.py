@@ -146,3 +146,36 @@ async def test_refused_connection_is_a_connect_error() -> None:
     with pytest.raises(UpstreamConnectError):
         await client.open(f"http://127.0.0.1:{free_port()}/v1/x", b"{}", {})
     await client.aclose()
+
+
+async def test_a_waiter_cancelled_as_it_is_woken_passes_the_free_connection_on(serve) -> None:
+    """A request woken for a freed connection slot and cancelled before it ran (its client left,
+    its deadline passed) must hand the slot to the next waiter, not strand it until some other
+    connection frees up."""
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.read()  # never answers; returns when the client closes
+
+    url, accepted = await serve(hold)
+    client = HttptoolsUpstreamClient(connect_timeout_s=2, max_connections_per_host=1)
+    try:
+        first = asyncio.create_task(client.open(url, b"{}", {}))
+        while not accepted:
+            await asyncio.sleep(0.01)
+        woken = asyncio.create_task(client.open(url, b"{}", {}))
+        waiting = asyncio.create_task(client.open(url, b"{}", {}))
+        await asyncio.sleep(0.05)  # both wait for the only slot
+        first.cancel()  # frees the slot and wakes `woken` ...
+        await asyncio.sleep(0)
+        woken.cancel()  # ... which is cancelled before it could take it
+        for _ in range(200):
+            if len(accepted) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert len(accepted) == 2, "the freed slot was lost with the cancelled waiter"
+        assert not waiting.done()  # connected, waiting for an answer that never comes
+        waiting.cancel()
+        await asyncio.gather(first, woken, waiting, return_exceptions=True)
+    finally:
+        await client.aclose()
