@@ -63,6 +63,7 @@ class Client:
     completed: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     events: int = 0
+    bytes: int = 0  # SSE bytes received, all streams
 
     async def stream(self, session: aiohttp.ClientSession, tokens: int) -> None:
         body = {"model": MODEL, "stream": True, "max_tokens": tokens,
@@ -75,6 +76,7 @@ class Client:
                     self._error(f"status {response.status}")
                     return
                 async for line in response.content:
+                    self.bytes += len(line)
                     if not line.startswith(b"data:"):
                         continue
                     self.events += 1
@@ -112,6 +114,7 @@ async def drive(args: argparse.Namespace, url: str, key: str, router_pid: int,
         while True:
             samples.append({"t_s": round(time.monotonic() - t0, 1), "phase": phase,
                             "open_streams": client.open, "events": client.events,
+                            "mib_relayed": round(client.bytes / 2**20, 2),
                             "router_rss_mib": round(rss_mib(router_pid), 2),
                             "sim_rss_mib": round(rss_mib(sim_pid), 2)})
             await asyncio.sleep(1.0)
@@ -170,6 +173,9 @@ def figures(args: argparse.Namespace, run: dict[str, object]) -> dict[str, objec
         "router_growth_over_hold_mib": round(end - start, 2),
         "router_growth_over_hold_pct": round(100 * (end - start) / start, 2),
         "router_kib_per_stream": round((start - baseline) * 1024 / max(reached, 1), 1),
+        # The relay keeps each open stream's transcript (router/transcript.py, up to 1 MiB per
+        # stream, freed when it ends): growth over the hold is compared with what was relayed.
+        "mib_relayed_during_hold": round(hold[-1]["mib_relayed"] - hold[0]["mib_relayed"], 2),
         "sim_rss_hold_start_mib": sim_start, "sim_rss_hold_end_mib": sim_end,
         "router_cpu_s": round(run["router_cpu_s"], 2),  # type: ignore[arg-type]
         "samples": samples,
@@ -234,7 +240,9 @@ def render(result: dict[str, object], command: str) -> str:
         f"{r['router_rss_after_mib']} MiB |",
         f"| router growth over the hold | {r['router_growth_over_hold_mib']:+.2f} MiB "
         f"({r['router_growth_over_hold_pct']:+.2f} %) |",
-        f"| router memory per open stream | {r['router_kib_per_stream']:.1f} KiB |",
+        f"| router memory per open stream, at its start | {r['router_kib_per_stream']:.1f} KiB |",
+        f"| SSE bytes relayed to the clients during the hold | "
+        f"{r['mib_relayed_during_hold']:.2f} MiB |",
         f"| simulator RSS hold start / end (reference) | {r['sim_rss_hold_start_mib']:.1f} / "
         f"{r['sim_rss_hold_end_mib']:.1f} MiB |",
         f"| router CPU over the run | {r['router_cpu_s']:.1f} s |",
@@ -282,9 +290,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             time.sleep(0.1)
         key = asyncio.run(seed_store(redis_url, "streams", sims))
         port = free_port()
+        # The router's default pool (512 connections per worker) would hold back the streams
+        # beyond it (they wait in the router for a connection): sized to the streams here.
+        pool = args.max_connections_per_worker or per_sim
         router = procs.start("router", [sys.executable, "-m", "router", "--host", "127.0.0.1",
                                         "--port", str(port), "--redis-url", redis_url,
-                                        "--store-prefix", "streams", "--log-level", "warning"],
+                                        "--store-prefix", "streams", "--log-level", "warning",
+                                        "--max-connections-per-worker", str(pool)],
                              cwd=str(REPO), env={"PYTHONPATH": str(REPO)})
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/readyz", router)
@@ -313,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hold", type=float, default=60.0, help="seconds all are open")
     parser.add_argument("--idle", type=float, default=3.0, help="seconds sampled before")
     parser.add_argument("--tail", type=float, default=5.0, help="seconds sampled after")
+    parser.add_argument("--max-connections-per-worker", type=int, default=0,
+                        help="the router's pool per worker (default: the streams per worker)")
     parser.add_argument("--itl-ms", type=int, default=500, help="pace of every stream")
     parser.add_argument("--json", type=Path, help="write the figures and samples here")
     parser.add_argument("--no-doc", action="store_true",

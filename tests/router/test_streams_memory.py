@@ -1,6 +1,6 @@
-"""The router holds a couple of hundred concurrent streams with flat memory (a short run of
-scripts/bench/router_streams.py: real router, simulators and Redis as processes). No timing
-thresholds: the check is that resident memory does not grow while the streams are held."""
+"""The router holds a couple of hundred concurrent streams without its memory running away (a
+short run of scripts/bench/router_streams.py: real router, simulators and Redis as processes).
+No timing thresholds: the check is on resident memory while the streams are held."""
 
 from __future__ import annotations
 
@@ -33,5 +33,9 @@ def test_router_memory_stays_flat_while_holding_streams(tmp_path: Path) -> None:
     hold = [s for s in result["samples"] if s["phase"] == "hold"]
     assert len(hold) >= 5 and all(s["open_streams"] == STREAMS for s in hold[1:])
     start = result["router_rss_hold_start_mib"]
-    # Flat: what the streams cost is taken when they open, not while they run.
-    assert max(s["router_rss_mib"] for s in hold) <= start * 1.15, hold
+    growth = max(s["router_rss_mib"] for s in hold) - start
+    # Bounded relative to the start of the hold (these 200 short streams relay ~2.5 MiB) ...
+    assert growth <= start * 0.15, hold
+    # ... and no more than what the open streams' transcripts keep (router/transcript.py keeps
+    # the SSE bytes relayed, up to 1 MiB per stream, until the stream ends): no other growth.
+    assert growth <= 1.5 * result["mib_relayed_during_hold"] + 0.05 * start, hold
