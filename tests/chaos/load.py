@@ -201,9 +201,12 @@ class ChaosLoad:
         fault = self.marks.get("fault")
         recovered = self.marks.get("recovered")
         before = [o.latency_s for o in self.outcomes if fault is None or o.ended < fault]
+        # The fault window: from just before the fault (requests it caught in flight) to the
+        # recovery the scenario saw, and at least 3 s (the router's timeouts in the stack).
+        end = None if fault is None or recovered is None else max(recovered, fault + 3.0)
         during = [o.latency_s for o in self.outcomes
                   if fault is not None and o.started >= fault - 0.5
-                  and (recovered is None or o.started <= recovered)]
+                  and (end is None or o.started <= end)]
         return {
             "concurrency": self.concurrency,
             "duration_s": round(max((o.ended for o in self.outcomes), default=self.t0)
