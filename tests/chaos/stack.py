@@ -25,9 +25,9 @@ from tests.support.redis_server import RedisServer
 
 ADMIN_TOKEN = "admin-token-for-chaos-tests"
 PREFIX = "flotilla-chaos"
-# The engine's pace: 20 tokens at 10 ms after a 20 ms first token, ~0.25 s per answer, so that
+# The engine's pace: 40 tokens at 10 ms after a 20 ms first token, ~0.45 s per answer, so that
 # every fault lands on requests in flight.
-SIM_PACE = ("--ttft-ms", "20", "--itl-ms", "10", "--output-tokens", "20")
+SIM_PACE = ("--ttft-ms", "20", "--itl-ms", "10", "--output-tokens", "40")
 ROUTER_TIMEOUTS = ("--connect-timeout", "1", "--first-byte-timeout", "3", "--idle-timeout", "3")
 
 
