@@ -25,7 +25,7 @@ DOC = ROOT / "docs" / "reliability.md"
 BEGIN, END = "<!-- chaos:begin -->", "<!-- chaos:end -->"
 ORDER = ["worker_sigkilled", "worker_hanging", "network_to_one_worker_stalls",
          "spot_notice_on_half_the_fleet", "redis_restarted_empty", "control_plane_restarted",
-         "router_replica_killed_behind_two"]
+         "router_replica_killed_behind_two", "router_replica_stopped_gracefully"]
 
 
 def run_suite(results: Path, extra: list[str]) -> int:
@@ -49,8 +49,15 @@ def _s(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _value(value: Any) -> str:
+    if isinstance(value, dict):  # Prometheus samples: short names, no zeros
+        return ", ".join(f"{k.removeprefix('flotilla_router_').replace('_total', '')} {v:g}"
+                         for k, v in sorted(value.items())) or "none"
+    return str(value)
+
+
 def _observations(observed: dict[str, Any]) -> str:
-    return "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in observed.items())
+    return "; ".join(f"{k.replace('_', ' ')}: {_value(v)}" for k, v in observed.items())
 
 
 def render(documents: list[dict[str, Any]]) -> str:

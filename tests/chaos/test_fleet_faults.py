@@ -19,8 +19,8 @@ from tests.support.http_server import serve_http
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
-LOAD_S = 12.0
-FAULT_AT_S = 4.0
+LOAD_S = 10.0
+FAULT_AT_S = 3.5
 
 
 class ReadyzWatch:

@@ -1,4 +1,5 @@
-"""Chaos: one of three router replicas (sharing Redis) is SIGKILLed under steady SDK load.
+"""Chaos: one of three router replicas (sharing Redis) is SIGKILLed, or stopped with SIGTERM (a
+rolling restart), under steady SDK load.
 
 The clients spread over the three routers (each client loop has a home router) and a client
 whose router refuses connections re-sends the request to the next router - what a load balancer
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import signal
 
 import pytest
 
@@ -19,8 +21,8 @@ from tests.chaos.stack import ChaosStack
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
-LOAD_S = 12.0
-FAULT_AT_S = 4.0
+LOAD_S = 10.0
+FAULT_AT_S = 3.5
 
 
 async def test_router_replica_killed_behind_two(chaos_stack: ChaosStack, record_figures) -> None:
@@ -61,3 +63,32 @@ async def test_router_replica_killed_behind_two(chaos_stack: ChaosStack, record_
     assert figures["client_failovers"] > 0, figures  # the dead router's clients moved on
     for router in survivors:
         assert (await chaos_stack.router_readyz(router))["workers"] == 3
+
+
+async def test_router_replica_stopped_gracefully(chaos_stack: ChaosStack,
+                                                 record_figures) -> None:
+    """A rolling restart: SIGTERM to 1 of 3 routers. It stops accepting, finishes what it holds
+    and exits; its clients move to the others."""
+    key = await chaos_stack.up(workers=3, routers=3)
+    routers = chaos_stack.routers
+    stopping = routers[1]
+    load = ChaosLoad([r.url for r in routers], key)
+    observed: dict[str, object] = {}
+
+    async def fault() -> None:
+        await asyncio.sleep(FAULT_AT_S)
+        load.mark("fault")
+        stopping.proc.send_signal(signal.SIGTERM)
+        observed["exit_code"] = await stopping.proc.wait_exit(timeout=30)
+        load.mark("recovered")
+        observed["stopped_in_s"] = round(load.marks["recovered"] - load.marks["fault"], 2)
+
+    await load.run(LOAD_S, during=fault())
+    figures = load.summary()
+    record_figures("Router replica stopped (SIGTERM)", "1 of 3 router processes gets SIGTERM "
+                   "(a rolling restart); clients re-send to another router when theirs refuses "
+                   "connections", figures, **observed)
+    load.assert_no_silent_loss()
+    assert observed["exit_code"] == 0, observed
+    assert figures["failed"] == 0 and figures["stream_errors"] == 0, figures
+    assert figures["stream_cuts"] == 0, figures

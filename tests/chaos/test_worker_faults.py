@@ -1,8 +1,8 @@
 """Chaos: one worker of four fails under steady SDK load - killed, hanging, or cut off by a stalled
 network - and no request is lost silently: every one succeeds or fails visibly, in bounded time.
 
-Each scenario loads the stack for ~12 s with 12 concurrent clients (half streaming), injects the
-fault ~4 s in, and writes its figures (tests/chaos/conftest.py)."""
+Each scenario loads the stack for ~10 s with 12 concurrent clients (half streaming), injects the
+fault ~3.5 s in, and writes its figures (tests/chaos/conftest.py)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from tests.support.tcp_proxy import StallingProxy
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
-LOAD_S = 12.0
+LOAD_S = 10.0
 ROUTER_COUNTERS = ("flotilla_router_retries_total", "flotilla_router_stream_errors_total",
                    "flotilla_router_circuit_transitions_total")
-FAULT_AT_S = 4.0
+FAULT_AT_S = 3.5
 
 
 def _router_stream_errors(observed: dict[str, object]) -> float:
