@@ -109,6 +109,7 @@ async def drive(args: argparse.Namespace, url: str, key: str, router_pid: int,
     samples: list[dict[str, object]] = []
     t0 = time.monotonic()
     phase = "idle"
+    all_open_s = None
 
     async def sample() -> None:
         while True:
@@ -133,9 +134,15 @@ async def drive(args: argparse.Namespace, url: str, key: str, router_pid: int,
                 delay = (i + 1) * args.ramp / args.streams - (time.monotonic() - t0 - args.idle)
                 if delay > 0:
                     await asyncio.sleep(delay)
+            # The hold starts once every stream has its first event (on a busy machine opening
+            # lags the ramp), or when the slack for that is spent.
+            slack_end = time.monotonic() + args.open_slack
+            while client.open + sum(client.errors.values()) < args.streams \
+                    and time.monotonic() < slack_end:
+                await asyncio.sleep(0.1)
+            all_open_s = round(time.monotonic() - t0 - args.idle, 1)
             phase = "hold"
-            hold_started = time.monotonic()
-            await asyncio.sleep(max(0.0, args.hold - (time.monotonic() - hold_started)))
+            await asyncio.sleep(args.hold)
             phase = "drain"
             await asyncio.wait_for(asyncio.gather(*tasks), timeout=args.ramp + args.hold + 60)
         phase = "after"
@@ -143,12 +150,14 @@ async def drive(args: argparse.Namespace, url: str, key: str, router_pid: int,
     finally:
         sampler.cancel()
     cpu_used = cpu_seconds(router_pid) - cpu_before
-    return {"client": client, "samples": samples, "tokens": tokens, "router_cpu_s": cpu_used}
+    return {"client": client, "samples": samples, "tokens": tokens, "router_cpu_s": cpu_used,
+            "opened_in_s": all_open_s}
 
 
 def stream_tokens(args: argparse.Namespace) -> int:
-    """Every stream outlasts the ramp plus the hold: all of them are open during the hold."""
-    return math.ceil((args.ramp + args.hold + 2) * 1000 / args.itl_ms)
+    """Every stream outlasts the ramp, the slack for opening and the hold: all of them are open
+    during the hold."""
+    return math.ceil((args.ramp + args.open_slack + args.hold + 2) * 1000 / args.itl_ms)
 
 
 def figures(args: argparse.Namespace, run: dict[str, object]) -> dict[str, object]:
@@ -167,6 +176,7 @@ def figures(args: argparse.Namespace, run: dict[str, object]) -> dict[str, objec
         "streams_completed": client.completed, "errors": client.errors,
         "events": client.events, "hold_s": args.hold, "ramp_s": args.ramp,
         "itl_ms": args.itl_ms, "tokens_per_stream": run["tokens"],
+        "opened_in_s": run["opened_in_s"],
         "router_rss_idle_mib": baseline, "router_rss_hold_start_mib": start,
         "router_rss_hold_end_mib": end, "router_rss_peak_mib": peak,
         "router_rss_after_mib": after[-1]["router_rss_mib"] if after else None,
@@ -224,15 +234,16 @@ def render(result: dict[str, object], command: str) -> str:
     errors = ", ".join(f"{k} {v}" for k, v in r["errors"].items()) or "none"  # type: ignore
     return "\n".join([
         BEGIN,
-        f"Recorded {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `{command}` "
-        f"({os.cpu_count()} CPUs shared with other work, load average "
-        f"{os.getloadavg()[0]:.1f}).",
+        f"Recorded {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(r.get('recorded_at')))} "
+        f"with `{command}` ({os.cpu_count()} CPUs shared with other work, load average "
+        f"{r.get('load_average') or 'not recorded'}).",
         "",
         "| figure | value |", "|---|---|",
         f"| concurrent streams asked / reached / completed | {r['streams_target']} / "
         f"{r['streams_reached']} / {r['streams_completed']} |",
         f"| errors | {errors} |",
-        f"| ramp / hold | {r['ramp_s']:.0f} s / {r['hold_s']:.0f} s, one event every "
+        f"| all streams open after | {r['opened_in_s']} s (ramp {r['ramp_s']:.0f} s) |",
+        f"| hold | {r['hold_s']:.0f} s, one event every "
         f"{r['itl_ms']} ms per stream ({r['tokens_per_stream']} tokens), {r['events']} events |",
         f"| router RSS idle / hold start / hold end / peak / after | "
         f"{r['router_rss_idle_mib']:.1f} / {r['router_rss_hold_start_mib']:.1f} / "
@@ -242,7 +253,8 @@ def render(result: dict[str, object], command: str) -> str:
         f"({r['router_growth_over_hold_pct']:+.2f} %) |",
         f"| router memory per open stream, at its start | {r['router_kib_per_stream']:.1f} KiB |",
         f"| SSE bytes relayed to the clients during the hold | "
-        f"{r['mib_relayed_during_hold']:.2f} MiB |",
+        f"{r['mib_relayed_during_hold']:.2f} MiB (router growth / bytes relayed: "
+        f"{r['router_growth_over_hold_mib'] / max(r['mib_relayed_during_hold'], 0.01):.2f}) |",
         f"| simulator RSS hold start / end (reference) | {r['sim_rss_hold_start_mib']:.1f} / "
         f"{r['sim_rss_hold_end_mib']:.1f} MiB |",
         f"| router CPU over the run | {r['router_cpu_s']:.1f} s |",
@@ -301,7 +313,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/readyz", router)
         outcome = asyncio.run(drive(args, url, key, router.pid, sim_procs[0].pid))
-        return figures(args, outcome)
+        result = figures(args, outcome)
+        result["recorded_at"] = time.time()
+        result["load_average"] = round(os.getloadavg()[0], 1)
+        return result
     finally:
         procs.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -323,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--ramp", type=float, default=10.0, help="seconds to open them all")
     parser.add_argument("--hold", type=float, default=60.0, help="seconds all are open")
+    parser.add_argument("--open-slack", type=float, default=30.0,
+                        help="longest wait after the ramp for every stream's first event")
     parser.add_argument("--idle", type=float, default=3.0, help="seconds sampled before")
     parser.add_argument("--tail", type=float, default=5.0, help="seconds sampled after")
     parser.add_argument("--max-connections-per-worker", type=int, default=0,
@@ -331,11 +348,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the figures and samples here")
     parser.add_argument("--no-doc", action="store_true",
                         help="do not write docs/ (CSV, PNG, reliability.md)")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="no run: write docs/ from a result saved with --json")
     args = parser.parse_args(argv)
-    if not shutil.which("redis-server"):
+    if args.render:
+        result = json.loads(args.render.read_text())
+    elif not shutil.which("redis-server"):
         print("redis-server is required", file=sys.stderr)
         return 2
-    result = run(args)
+    else:
+        result = run(args)
+        result["command"] = "python scripts/bench/router_streams.py " + " ".join(
+            a for a in (argv if argv is not None else sys.argv[1:]) if a != "--no-doc")
     summary = {k: v for k, v in result.items() if k != "samples"}
     print(json.dumps(summary, indent=2))
     if args.json:
@@ -343,9 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_doc:
         write_csv(CSV_PATH, result["samples"])  # type: ignore[arg-type]
         plot(PNG_PATH, result)
-        command = "python scripts/bench/router_streams.py " + " ".join(
-            a for a in (argv if argv is not None else sys.argv[1:]))
-        write_doc(render(result, command.strip()))
+        write_doc(render(result, str(result.get("command", "")).strip()))
         print(f"wrote {CSV_PATH.name}, {PNG_PATH.name} and {DOC.relative_to(REPO)}")
     return 0
 

@@ -24,7 +24,8 @@ def test_router_memory_stays_flat_while_holding_streams(tmp_path: Path) -> None:
         pytest.skip("redis-server is not installed")
     out = tmp_path / "streams.json"
     subprocess.run([sys.executable, str(SCRIPT), "--streams", str(STREAMS), "--ramp", "2",
-                    "--hold", "10", "--idle", "1", "--tail", "1", "--itl-ms", "250",
+                    "--hold", "10", "--open-slack", "5", "--idle", "1", "--tail", "1",
+                    "--itl-ms", "250",
                     "--no-doc", "--json", str(out)],
                    check=True, timeout=240, env=child_env(), cwd=REPO_ROOT)
     result = json.loads(out.read_text())
