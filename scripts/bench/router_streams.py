@@ -308,6 +308,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         router = procs.start("router", [sys.executable, "-m", "router", "--host", "127.0.0.1",
                                         "--port", str(port), "--redis-url", redis_url,
                                         "--store-prefix", "streams", "--log-level", "warning",
+                                        "--log-format", "text",
                                         "--max-connections-per-worker", str(pool)],
                              cwd=str(REPO), env={"PYTHONPATH": str(REPO)})
         url = f"http://127.0.0.1:{port}"
@@ -319,7 +320,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         return result
     finally:
         procs.stop_all()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep_logs:
+            print(f"logs kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _ping(port: int) -> bool:
@@ -345,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-connections-per-worker", type=int, default=0,
                         help="the router's pool per worker (default: the streams per worker)")
     parser.add_argument("--itl-ms", type=int, default=500, help="pace of every stream")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
     parser.add_argument("--json", type=Path, help="write the figures and samples here")
     parser.add_argument("--no-doc", action="store_true",
                         help="do not write docs/ (CSV, PNG, reliability.md)")
