@@ -17,12 +17,15 @@ its connection, so the engine sees the request cancelled.
 
 A reused keep-alive connection that the worker closed meanwhile fails before any response byte;
 such a request is sent once more on a fresh connection instead of counting against the worker.
+Likewise a connect whose timer fired late because the router's own loop stalled is tried once
+more (`_Pool._connect`): the stall is the router's, not the worker's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import ssl
 import time
 from collections.abc import Mapping
@@ -33,6 +36,10 @@ import httptools
 from router.errors import UpstreamBroken, UpstreamConnectError, UpstreamTimeout
 
 _RELAYED_PREFIXES = (b"x-ratelimit-", b"retry-after", b"openai-")
+log = logging.getLogger("router.upstream")
+
+# A connect timer firing this much after its deadline is the loop's stall, not the worker's.
+_LATE_TIMER_S = 0.25
 _PAUSE_ABOVE = 1 << 20  # pause reading from the worker while this much body is unread
 
 
@@ -176,19 +183,22 @@ class _Pool:
         while self.open >= self.limit:
             waiter = asyncio.get_running_loop().create_future()
             self.waiters.append(waiter)
-            await waiter
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                # Woken for a free slot and cancelled before taking it (client gone, deadline):
+                # pass the wake-up on, or the next waiter sits beside a free slot.
+                if waiter.done() and not waiter.cancelled():
+                    self._notify()
+                raise
             if self.idle:
                 return await self.acquire()
         return await self.connect(), False
 
     async def connect(self) -> _Connection:
         self.open += 1
-        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self.connect_timeout_s):
-                _, connection = await loop.create_connection(
-                    lambda: _Connection(self), self.host, self.port, ssl=self.tls,
-                    server_hostname=self.host if self.tls else None)
+            connection = await self._connect()
         except TimeoutError as exc:
             self._freed()
             raise UpstreamTimeout(f"connect timeout to {self.host}:{self.port}") from exc
@@ -200,6 +210,32 @@ class _Pool:
             raise
         self.members.add(connection)
         return connection
+
+    async def _connect(self) -> _Connection:
+        """One connection within the connect timeout - twice if the timer fired late.
+
+        A timer that fires well after its deadline means this process's own loop stalled (CPU
+        starvation, a long GC): the kernel may have completed the connection meanwhile, and
+        the timer and the completion land in the same loop turn, so the connect looks timed out
+        though the worker accepted at once. That says nothing about the worker (and must not
+        count against its circuit: a stalled router would otherwise open every circuit of a
+        pool at once), so connect once more on a loop that runs again."""
+        loop = asyncio.get_running_loop()
+        for attempt in range(2):
+            deadline = loop.time() + self.connect_timeout_s
+            try:
+                async with asyncio.timeout_at(deadline):
+                    _, connection = await loop.create_connection(
+                        lambda: _Connection(self), self.host, self.port, ssl=self.tls,
+                        server_hostname=self.host if self.tls else None)
+                return connection
+            except TimeoutError:
+                late = loop.time() - deadline
+                if attempt or late < _LATE_TIMER_S:
+                    raise
+                log.warning("connect timer to %s:%d fired %.2f s late (event loop stalled); "
+                            "connecting again", self.host, self.port, late)
+        raise AssertionError("unreachable")
 
     def release(self, connection: _Connection) -> None:
         if connection.closed or not connection.keep_alive:
