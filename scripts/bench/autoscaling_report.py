@@ -99,8 +99,8 @@ def markdown_table(summaries: list[dict[str, Any]], slo_ms: float) -> str:
     static = next((s for s in summaries if s["policy"] == "static"), None)
     head = (f"| policy | GPU-hours (trace) | vs static | requests within TTFT {slo_ms:.0f} ms "
             "| TTFT p50 / p95 (ms) | failed | scale-ups / downs | instances launched "
-            "| most replicas | at zero from (trace min) |\n"
-            "|---|---|---|---|---|---|---|---|---|---|\n")
+            "| most replicas | median boot (trace s) | at zero from (trace min) |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n")
     rows = []
     for s in summaries:
         vs = (f"{s['gpu_hours'] / static['gpu_hours']:.2f}x"
@@ -110,10 +110,11 @@ def markdown_table(summaries: list[dict[str, Any]], slo_ms: float) -> str:
         p95 = "-" if s["ttft_p95_ms"] is None else f"{s['ttft_p95_ms']:.0f}"
         zero = "-" if s["reached_zero_at_trace_min"] is None \
             else f"{s['reached_zero_at_trace_min']:.1f}"
+        boot = "-" if s["boot_median_trace_s"] is None else f"{s['boot_median_trace_s']:.0f}"
         rows.append(f"| {s['label']} | {s['gpu_hours']:.2f} | {vs} | {share} "
                     f"({s['within_slo']}/{s['requests']}) | {p50} / {p95} | {s['failed']} "
                     f"| {s['scale_ups']} / {s['scale_downs']} | {s['instances_launched']} "
-                    f"| {s['max_live_replicas']} | {zero} |")
+                    f"| {s['max_live_replicas']} | {boot} | {zero} |")
     return head + "\n".join(rows) + "\n"
 
 
