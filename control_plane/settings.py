@@ -83,6 +83,18 @@ class ControlPlaneSettings:
         2.0, flag="--autoscale-interval-at-zero", minimum=0.05,
         env="CONTROL_PLANE_AUTOSCALE_INTERVAL_AT_ZERO_S",
         help="decision period while a pool has no replica (scale from zero quickly)")
+    autoscale_policy: str = option(
+        "target_tracking", flag="--autoscale-policy", env="CONTROL_PLANE_AUTOSCALE_POLICY",
+        choices=("target_tracking", "queue_depth_only", "static"),
+        help="autoscaling policy for every pool (docs/capacity.md, Policies)")
+    autoscale_signal_window_s: float = option(
+        60.0, flag="--autoscale-signal-window", minimum=0.05,
+        env="CONTROL_PLANE_AUTOSCALE_SIGNAL_WINDOW_S",
+        help="how far back the smoothed queue, latency and GPU signals look")
+    autoscale_signal_half_life_s: float = option(
+        15.0, flag="--autoscale-signal-half-life", minimum=0.01,
+        env="CONTROL_PLANE_AUTOSCALE_SIGNAL_HALF_LIFE_S",
+        help="half-life of the queue depth and GPU utilisation EWMA")
     scale_down_window_s: float = option(300.0, flag="--scale-down-window", minimum=0.0,
                                         env="CONTROL_PLANE_SCALE_DOWN_WINDOW_S",
                                         help="scale down to the highest recommendation of this "

@@ -21,6 +21,9 @@ as the median of recent readings, each reading the request-rate-weighted mean ov
 Demand from routers: `PoolDemand` counters are cumulative per router process, so the tracker keeps
 the last value per (router, start time, key) and reports increments; a router seen for the first
 time contributes no increment (its history predates us), but its `last_cold_at` and `waiting` count.
+A key that first appears in the report of a router already seen for this pool (a router lists a
+pool only once it has routed a request to it) is new traffic from zero: otherwise a pool's first
+requests would not count, and a pool idle since creation would scale to zero under them.
 
 Idle clock: the last time the pool showed any traffic (new requests, queue or in-flight work, cold
 requests, waiting requests, a reported request rate). Before any traffic, the clock starts when
@@ -112,6 +115,7 @@ class _PoolHistory:
     first_seen: float
     last_activity: float | None = None
     counters: dict[tuple[str, float, str], tuple[int, int]] = field(default_factory=dict)
+    routers: set[tuple[str, float]] = field(default_factory=set)  # in the last fresh reports
 
 
 class SignalTracker:
@@ -215,15 +219,20 @@ class SignalTracker:
         cold = requests = waiting = 0
         last_cold: float | None = None
         keys = {pool, spec.model_id}
+        routers: set[tuple[str, float]] = set()
         for report in reports:
             if now - report.ts > self.report_ttl_s:
                 continue
+            router = (report.router_id, report.started_at)
+            routers.add(router)
             for key in keys:
                 demand = report.demand.get(key)
                 if demand is None:
                     continue
-                counter = (report.router_id, report.started_at, key)
+                counter = (*router, key)
                 previous = history.counters.get(counter)
+                if previous is None and router in history.routers:
+                    previous = (0, 0)  # the key is new since this router's last report
                 history.counters[counter] = (demand.requests, demand.cold_requests)
                 if previous is not None:
                     requests += max(0, demand.requests - previous[0])
@@ -231,6 +240,7 @@ class SignalTracker:
                 waiting += demand.waiting
                 if demand.last_cold_at is not None:
                     last_cold = max(last_cold or demand.last_cold_at, demand.last_cold_at)
+        history.routers = routers
         return cold, requests, waiting, last_cold
 
 

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from control_plane.autoscaling import (
-    DEFAULT_POLICY,
     Autoscaler,
     AutoscalerConfig,
     PoolSignals,
@@ -98,8 +97,10 @@ class CapacityManager:
         self.book = InstanceBook(store)
         self.costs = CostLedger(store, clock)
         self.tracker = SignalTracker(heartbeat_interval_s=settings.heartbeat_interval_s,
-                                     cold_window_s=settings.cold_demand_window_s)
-        self.autoscaler = Autoscaler.make(DEFAULT_POLICY, config=AutoscalerConfig(
+                                     cold_window_s=settings.cold_demand_window_s,
+                                     window_s=settings.autoscale_signal_window_s,
+                                     half_life_s=settings.autoscale_signal_half_life_s)
+        self.autoscaler = Autoscaler.make(settings.autoscale_policy, config=AutoscalerConfig(
             stabilization=StabilizationConfig(down_window_s=settings.scale_down_window_s,
                                               down_periods=settings.scale_down_periods)))
         self.executor = Executor(settings, self.providers, self.book, self.costs, registry,

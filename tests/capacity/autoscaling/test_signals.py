@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
-from control_plane.autoscaling import Replica, SignalTracker, choose_victims
+from control_plane.autoscaling import Autoscaler, Replica, SignalTracker, choose_victims
 from control_plane.autoscaling.windows import SampleWindow
 from control_plane.providers.base import Instance
 from fleet.catalog import Pool
@@ -134,6 +135,36 @@ def test_idle_clock_runs_from_the_last_traffic_or_first_sight() -> None:
     assert quiet.idle_s == 300.0
     observe(tracker, 810.0, reports=[report(810.0, requests=5)])
     assert observe(tracker, 820.0, reports=[report(820.0, requests=6)]).idle_s == 0.0
+
+
+def test_a_pools_first_requests_count_when_the_router_was_already_reporting() -> None:
+    # Recorded in the autoscaling benchmark: a pool idle since creation got its first request,
+    # the router listed the pool for the first time, the increment was taken for history and
+    # the pool scaled to zero under its traffic.
+    tracker = SignalTracker()
+    spec = dataclasses.replace(SPEC, scale_to_zero_after_s=5.0)
+    w = [worker("w", "i", 100.0)]
+    idle = tracker.observe("p", spec, workers=w, instances=[instance("i")], now=100.0,
+                           reports=[report(100.0, requests=7, key="other")])
+    assert idle.idle_s == 0.0
+    w = [worker("w", "i", 110.0)]
+    still = tracker.observe("p", spec, workers=w, instances=[instance("i")], now=110.0,
+                            reports=[report(110.0, requests=7, key="other")])
+    assert still.idle_s == 10.0
+    w = [worker("w", "i", 111.0)]
+    first = tracker.observe("p", spec, workers=w, instances=[instance("i")], now=111.0,
+                            reports=[RouterReport(router_id="r1", ts=111.0, started_at=0.0,
+                                                  demand={"other": PoolDemand(requests=7),
+                                                          "p": PoolDemand(requests=1)})])
+    assert first.idle_s == 0.0
+    decision = Autoscaler.make("target_tracking").decide(first, 111.0)
+    assert decision.target == 1 and not decision.drain
+
+
+def test_a_router_seen_for_the_first_time_brings_no_increment() -> None:
+    tracker = SignalTracker()
+    observe(tracker, 100.0)
+    assert observe(tracker, 110.0, reports=[report(110.0, requests=9)]).idle_s == 10.0
 
 
 def test_window_smoothers() -> None:
