@@ -108,7 +108,14 @@ async def test_launch_fallback_tags_userdata_scale_down_and_adoption(
             events = (await client.get("/v1/events?limit=1000", headers=ADMIN)).json()["data"]
             return any(e["kind"] == "instance.adopted" and e["subject"] == kept.instance_id
                        for e in events)
-        await until(adopted_event, timeout=30, what="adoption recorded on the timeline")
+        try:
+            await until(adopted_event, timeout=30, what="adoption recorded on the timeline")
+        except AssertionError:
+            newest = (await client.get("/v1/events?limit=30", headers=ADMIN)).json()["data"]
+            raise AssertionError(
+                f"no instance.adopted event for {kept.instance_id}; newest events: "
+                f"{[(e['kind'], e['subject']) for e in newest]}; writer idle: "
+                f"{await cp.writer.drained(timeout=1.0)}") from None
         listed = await cp.capacity.providers["aws"].list_instances("big")
         assert {i.instance_id for i in listed} == {kept.instance_id}
         cost = (await client.get("/v1/cost", headers=ADMIN)).json()
