@@ -9,7 +9,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-.PHONY: install test lint
+.PHONY: install test lint bench-peers-deps bench-peers
 install: $(VENV)/.installed
 
 lint: $(VENV)/.installed
@@ -18,3 +18,12 @@ lint: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# Peer benchmark (docs/benchmarks.md): the peers go into their own virtualenv, never this one.
+PEERS_VENV ?= /work/peers-venv
+bench-peers-deps:
+	scripts/bench/install_peers.sh $(PEERS_VENV)
+
+bench-peers: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) scripts/bench/peers.py --peers-venv $(PEERS_VENV) --out docs/bench
