@@ -3,7 +3,8 @@
     direct         no proxy: the client alternates between the two simulators itself
     router         Flotilla's router (least_outstanding, auth + metrics on, fleet store in Redis)
     nginx          Debian nginx, least_conn, keepalive, buffering off (a reverse-proxy floor)
-    sglang-router  the Rust router from `pip install sglang-router` (--backend openai)
+    sglang-router  the Rust router from `pip install sglang-router` (round_robin, its default
+                   backend: with `--backend openai` 0.3.2 sends every request to one worker)
     litellm        LiteLLM's proxy from `pip install 'litellm[proxy]'`, one worker
 
 Each peer binary is found from a flag or an environment variable, then the peers' virtualenv
@@ -142,8 +143,8 @@ def start(system: str, ctx: Context, sims: list[str], tag: str) -> System:
         assert ctx.binaries.sglang_router
         proc = ctx.procs.start(f"sglang-router-{tag}", [
             ctx.binaries.sglang_router, "launch", "--host", "127.0.0.1", "--port", str(port),
-            "--worker-urls", *sims, "--policy", ctx.sglang_policy, "--backend", "openai",
-            "--log-level", "warn"], cpus=ctx.sut_cpus)
+            "--worker-urls", *sims, "--policy", ctx.sglang_policy, "--log-level", "warn"],
+            cpus=ctx.sut_cpus)  # not --backend openai: 0.3.2 then sends everything to one worker
         wait_http(url + "/health", proc, timeout=90)
         return System("sglang-router", [url], proc)
     if system == "litellm":

@@ -55,10 +55,15 @@ PHASES = ("cpu", "latency", "balance", "failover")
 # ~50 ms and the next ones every ~10 ms.
 REAL_TTFT_MS, REAL_ITL_MS, REAL_TOKENS, REAL_SLOTS = 50, 10, 32, 8
 SLOW_FACTOR = 3.0
-LATENCY_BODY = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hello"}],
-                           "max_tokens": REAL_TOKENS, "stream": True}).encode()
-PLAIN_BODY = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hello"}],
-                         "max_tokens": REAL_TOKENS}).encode()
+
+
+def body(index: int, stream: bool) -> bytes:
+    """A chat request whose prompt differs from request to request, as real traffic does: with
+    one fixed prompt a cache-aware router (sglang-router's default policy) would send everything
+    to one worker by prefix affinity, which measures its affinity, not its balancing."""
+    return json.dumps({"model": MODEL, "max_tokens": REAL_TOKENS, "stream": stream,
+                       "messages": [{"role": "user", "content": f"request {index}: hello"}]}
+                      ).encode()
 
 
 class Simulators:
@@ -156,10 +161,10 @@ async def latency_phase(system: peer_systems.System, direct: list[str], rate: fl
     async with traffic.session() as client:
         async def pair(index: int, origin: float) -> tuple[traffic.Outcome, traffic.Outcome]:
             target = system.urls[index % len(system.urls)]
+            request = body(index, True)
             return await asyncio.gather(
-                traffic.send(client, target, system.headers, LATENCY_BODY, True, origin),
-                traffic.send(client, direct[index % len(direct)], {}, LATENCY_BODY, True,
-                             origin))
+                traffic.send(client, target, system.headers, request, True, origin),
+                traffic.send(client, direct[index % len(direct)], {}, request, True, origin))
 
         await traffic.poisson(rate, 1.0, pair, seed=1)  # warm-up: connections, caches
         pairs = await traffic.poisson(rate, seconds, pair, seed=7)
@@ -188,7 +193,7 @@ async def balance_phase(system: peer_systems.System, sims: Simulators, rate: flo
         async with traffic.session() as client:
             async def one(index: int, origin: float) -> traffic.Outcome:
                 return await traffic.send(client, system.urls[index % len(system.urls)],
-                                          system.headers, PLAIN_BODY, False, origin)
+                                          system.headers, body(index, False), False, origin)
 
             await traffic.poisson(rate, 1.0, one, seed=2)  # warm-up
             before = sims.received()
@@ -215,8 +220,7 @@ async def failover_phase(system: peer_systems.System, sims: Simulators, rate: fl
         async def one(index: int, origin: float) -> traffic.Outcome:
             stream = index % 2 == 0
             return await traffic.send(client, system.urls[index % len(system.urls)],
-                                      system.headers, LATENCY_BODY if stream else PLAIN_BODY,
-                                      stream, origin)
+                                      system.headers, body(index, stream), stream, origin)
 
         outcomes: list[traffic.Outcome] = await traffic.poisson(  # type: ignore[assignment]
             rate, seconds, one, seed=13, at=(kill_at, lambda: sims.kill(1)))
@@ -362,8 +366,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nginx-bin")
     parser.add_argument("--sglang-router-bin")
     parser.add_argument("--litellm-bin")
-    parser.add_argument("--sglang-policy", default="cache_aware",
-                        help="sglang-router's --policy (its default: cache_aware)")
+    parser.add_argument("--sglang-policy", default="round_robin",
+                        help="sglang-router's --policy; its default, cache_aware, sends short "
+                             "distinct prompts all to one worker (prefix affinity), and "
+                             "power_of_two reads load from sglang's own /get_load")
     parser.add_argument("--litellm-strategy", default="",
                         help="LiteLLM router_settings.routing_strategy (default: its own, "
                              "simple-shuffle)")
