@@ -157,7 +157,9 @@ def start(system: str, ctx: Context, sims: list[str], tag: str) -> System:
         proc = ctx.procs.start(f"litellm-{tag}", [
             ctx.binaries.litellm, "--config", str(conf), "--host", "127.0.0.1", "--port",
             str(port), "--num_workers", "1"], cpus=ctx.sut_cpus,
-            env={"LITELLM_MASTER_KEY": master, "LITELLM_LOG": "ERROR"})
+            # Its model price map from the package, not fetched from GitHub: traffic stays local.
+            env={"LITELLM_MASTER_KEY": master, "LITELLM_LOG": "ERROR",
+                 "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
         wait_http(url + "/health/liveliness", proc, timeout=300)
         return System("litellm", [url], proc, {"Authorization": f"Bearer {master}"})
     raise ValueError(f"unknown system {system!r}; known: {', '.join(ALL)}")
