@@ -31,6 +31,11 @@ def _num(value: object, fmt: str) -> str:
     return format(value, fmt)
 
 
+def _conns(row: dict[str, float]) -> str:
+    connections = int(row.get("connections", 32))
+    return "" if connections == 32 else f" (at {connections} conns)"
+
+
 def tables(results: dict[str, object]) -> str:
     systems: dict[str, dict[str, dict[str, float]]] = results["systems"]  # type: ignore
     ref_cpu = systems.get(REFERENCE, {}).get("cpu", {})
@@ -49,7 +54,8 @@ def tables(results: dict[str, object]) -> str:
                 f"{_ratio(row.get('cpu_us_per_chunk'), ref_cpu.get('cpu_us_per_chunk'))} | "
                 f"{_num(row.get('peak_rss_mib'), '.0f')} | "
                 f"{_ratio(row.get('peak_rss_mib'), ref_cpu.get('peak_rss_mib'))} | "
-                f"{row['rps']:.0f} | {int(row['errors']) + int(row['stream_errors'])} |")
+                f"{row['rps']:.0f}{_conns(row)} | "
+                f"{int(row['errors']) + int(row['stream_errors'])} |")
         out.append("")
 
     latency = _rows(results, "latency")

@@ -125,45 +125,53 @@ class Simulators:
 # ---------------------------------------------------------------------------------------- cpu
 
 CONNECTIONS = 32
+SLOW_PROXY_MS = 250.0  # warm-up p50 above which a proxy is measured with FEW_CONNECTIONS
+FEW_CONNECTIONS = 4
 
 
-def completed_work(requests: int) -> float:
+def completed_work(requests: int, connections: int) -> float:
     """Requests' worth of work the proxy did during a closed-loop wrk run: the completed ones plus
-    the CONNECTIONS still in flight when wrk stops, half done on average. Negligible for a proxy
-    doing thousands a second; for one that takes seconds per stream (LiteLLM) counting only the
-    completed requests would charge it their CPU too."""
-    return requests + CONNECTIONS / 2
+    the `connections` still in flight when wrk stops, half done on average. Negligible for a
+    proxy doing thousands a second; for one that takes seconds per request at 32 connections
+    counting only the completed requests would charge it the others' CPU too."""
+    return requests + connections / 2
 
 
 def cpu_phase(system: peer_systems.System, seconds: float, warmup: bool) -> dict[str, object]:
     """wrk through the system: req/s, CPU per request and per streamed chunk, peak RSS."""
     endpoint = system.urls[0] + "/v1/chat/completions"
     events = count_events(endpoint, system.headers)
+    connections = CONNECTIONS
     if warmup:  # connection pools, caches, lazy imports
-        wrk(endpoint, PLAIN, connections=CONNECTIONS, seconds=2, cpus=LOAD_CPU,
-            headers=system.headers)
-    row: dict[str, object] = {"chunks_per_stream": events}
+        warm = wrk(endpoint, PLAIN, connections=CONNECTIONS, seconds=2, cpus=LOAD_CPU,
+                   headers=system.headers)
+        if warm.p50_ms > SLOW_PROXY_MS:
+            # Its requests take so long at 32 connections that those in flight when wrk stops
+            # would rival the completed ones: a few connections keep the count exact.
+            connections = FEW_CONNECTIONS
+    row: dict[str, object] = {"chunks_per_stream": events, "connections": connections}
     pid = system.pid
     before = cpu_seconds(pid) if pid else 0.0
-    plain = wrk(endpoint, PLAIN, connections=CONNECTIONS, seconds=seconds, cpus=LOAD_CPU,
+    plain = wrk(endpoint, PLAIN, connections=connections, seconds=seconds, cpus=LOAD_CPU,
                 headers=system.headers)
     after = cpu_seconds(pid) if pid else 0.0
     row.update(rps=plain.rps, wrk_p50_ms=plain.p50_ms, wrk_p99_ms=plain.p99_ms,
                requests=plain.requests, errors=plain.errors)
     if pid:
         row["cpu_s_plain"] = after - before
-        row["cpu_us_per_request"] = (after - before) * 1e6 / completed_work(plain.requests)
+        row["cpu_us_per_request"] = (after - before) * 1e6 / completed_work(plain.requests,
+                                                                             connections)
     before = cpu_seconds(pid) if pid else 0.0
     # Twice as long: a slow proxy's streams take seconds each at 32 connections.
-    streamed = wrk(endpoint, STREAM, connections=CONNECTIONS, seconds=2 * seconds, cpus=LOAD_CPU,
+    streamed = wrk(endpoint, STREAM, connections=connections, seconds=2 * seconds, cpus=LOAD_CPU,
                    headers=system.headers)
     after = cpu_seconds(pid) if pid else 0.0
     row.update(streams_per_s=streamed.rps, stream_p50_ms=streamed.p50_ms,
                streams=streamed.requests, stream_errors=streamed.errors)
     if pid:
         row["cpu_s_streamed"] = after - before
-        row["cpu_us_per_chunk"] = (after - before) * 1e6 / (completed_work(streamed.requests)
-                                                             * events)
+        row["cpu_us_per_chunk"] = (after - before) * 1e6 / (
+            completed_work(streamed.requests, connections) * events)
         row["peak_rss_mib"] = peak_rss_mib(pid)
     return row
 
