@@ -120,12 +120,14 @@ def plots(results: dict[str, object], out: Path) -> list[Path]:
         plt.close(fig)  # type: ignore[arg-type]
         written.append(path)
 
-    def bars(ax: object, labels: list[str], series: dict[str, list[float]]) -> None:
+    def bars(ax: object, labels: list[str], series: dict[str, list[float]],
+             notes: list[str] | None = None) -> None:
         width = 0.8 / max(1, len(series))
         for i, (name, values) in enumerate(series.items()):
             xs = [x + (i - (len(series) - 1) / 2) * width for x in range(len(labels))]
             drawn = ax.bar(xs, values, width, label=name)  # type: ignore[attr-defined]
-            ax.bar_label(drawn, fmt="%.3g", fontsize=7)  # type: ignore[attr-defined]
+            texts = notes or [f"{v:.3g}" for v in values]
+            ax.bar_label(drawn, labels=texts, fontsize=7)  # type: ignore[attr-defined]
         ax.set_xticks(range(len(labels)), labels, rotation=15, fontsize=8)  # type: ignore
         if len(series) > 1:
             ax.legend(fontsize=8)  # type: ignore[attr-defined]
@@ -139,7 +141,10 @@ def plots(results: dict[str, object], out: Path) -> list[Path]:
         if not cpu:
             break
         fig, ax = plt.subplots(figsize=(7, 3.6))
-        bars(ax, [LABELS[k] for k, _ in cpu], {metric: [r[metric] for _, r in cpu]})
+        values = [r[metric] for _, r in cpu]
+        reference = dict(cpu).get(REFERENCE, {}).get(metric)
+        notes = [f"{v:.3g}" + (f" ({v / reference:.2f}x)" if reference else "") for v in values]
+        bars(ax, [LABELS[k] for k, _ in cpu], {metric: values}, notes)
         if log:
             ax.set_yscale("log")
         ax.set_title(title)

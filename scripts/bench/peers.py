@@ -398,6 +398,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="LiteLLM router_settings.routing_strategy (default: its own, "
                              "simple-shuffle)")
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--from-json", metavar="PATH",
+                        help="run nothing: rewrite the tables and plots from a saved peers.json")
     args = parser.parse_args(argv)
     args.systems = [s for s in args.systems.split(",") if s]
     args.phases = [p for p in args.phases.split(",") if p]
@@ -410,8 +412,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def report(results: dict[str, object], out: Path, plots: bool) -> None:
+    tables = peer_report.tables(results)
+    (out / "peers.md").write_text(tables + "\n")
+    print("\n" + tables)
+    if plots:
+        for path in peer_report.plots(results, out):
+            print(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        report(json.loads(Path(args.from_json).read_text()), out, not args.no_plots)
+        return 0
     for tool in ("wrk", "redis-server"):
         if not shutil.which(tool):
             print(f"{tool} is required (Debian: apt-get install {tool})", file=sys.stderr)
@@ -437,12 +453,7 @@ def main(argv: list[str] | None = None) -> int:
                   "litellm_strategy": args.litellm_strategy or "simple-shuffle (default)",
                   "sut_cpu": SUT_CPU, "load_cpu": LOAD_CPU})
     (out / "peers.json").write_text(json.dumps(results, indent=2, default=_jsonable))
-    tables = peer_report.tables(results)
-    (out / "peers.md").write_text(tables + "\n")
-    print("\n" + tables)
-    if not args.no_plots:
-        for path in peer_report.plots(results, out):
-            print(f"wrote {path}")
+    report(results, out, not args.no_plots)
     return 0
 
 
