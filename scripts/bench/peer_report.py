@@ -87,14 +87,15 @@ def tables(results: dict[str, object]) -> str:
 
     failover = _rows(results, "failover")
     if failover:
-        out += ["| system | requests | client errors | in flight at the kill | sent after the "
-                "kill | errors among those sent after | kinds |",
+        out += ["| system | requests | client errors | in flight at the kill (of which "
+                "streams) | sent after the kill | errors among those sent after | kinds |",
                 "|---|---|---|---|---|---|---|"]
         for key, row in failover:
             kinds = ", ".join(f"{k}: {v}" for k, v in row["failure_kinds"].items()) or "-"  # type: ignore[attr-defined]
             out.append(
                 f"| {LABELS[key]} | {row['requests']} | {row['errors']} | "
-                f"{row['errors_in_flight_at_kill']} | {row['sent_after_kill']} | "
+                f"{row['errors_in_flight_at_kill']} ({row.get('streams_cut_in_flight', '-')}) | "
+                f"{row['sent_after_kill']} | "
                 f"{row['errors_after_kill']} | {kinds} |")
         out.append("")
 

@@ -242,7 +242,9 @@ async def failover_phase(system: peer_systems.System, sims: Simulators, rate: fl
     kill_at = seconds / 3
     async with traffic.session() as client:
         async def one(index: int, origin: float) -> traffic.Outcome:
-            stream = index % 2 == 0
+            # Pairs of arrivals alternate streamed / not, so that a client alternating between
+            # the two simulators itself (direct) sends both kinds to each.
+            stream = (index // 2) % 2 == 0
             return await traffic.send(client, system.urls[index % len(system.urls)],
                                       system.headers, body(index, stream), stream, origin)
 
@@ -257,6 +259,8 @@ async def failover_phase(system: peer_systems.System, sims: Simulators, rate: fl
         "errors_before_kill": sum(o.started_s + o.total_s < kill_at for o in failures),
         "errors_in_flight_at_kill": sum(o.started_s < kill_at <= o.started_s + o.total_s
                                         for o in failures),
+        "streams_cut_in_flight": sum(o.stream and o.started_s < kill_at <= o.started_s + o.total_s
+                                     for o in failures),
         "errors_after_kill": sum(o.started_s >= kill_at for o in failures),
         "streamed_errors": sum(o.stream for o in failures),
         "sent_after_kill": sum(o.started_s >= kill_at for o in outcomes),
