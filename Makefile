@@ -9,7 +9,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-.PHONY: install test lint bench-peers-deps bench-peers
+.PHONY: install test lint
 install: $(VENV)/.installed
 
 lint: $(VENV)/.installed
@@ -21,6 +21,7 @@ test: $(VENV)/.installed
 
 # Peer benchmark (docs/benchmarks.md): the peers go into their own virtualenv, never this one.
 PEERS_VENV ?= /work/peers-venv
+.PHONY: bench-peers-deps bench-peers
 bench-peers-deps:
 	scripts/bench/install_peers.sh $(PEERS_VENV)
 
