@@ -32,3 +32,13 @@ chaos: $(VENV)/.installed
 bench-streams: $(VENV)/.installed
 	$(VENV)/bin/pip install -q -e '.[bench]'
 	$(PY) scripts/bench/router_streams.py
+
+# Peer benchmark (docs/benchmarks.md): the peers go into their own virtualenv, never this one.
+PEERS_VENV ?= /work/peers-venv
+.PHONY: bench-peers-deps bench-peers
+bench-peers-deps:
+	scripts/bench/install_peers.sh $(PEERS_VENV)
+
+bench-peers: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) scripts/bench/peers.py --peers-venv $(PEERS_VENV) --out docs/bench

@@ -322,7 +322,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             proc = procs.start("sglang-router", [str(sglang), "launch", "--host", "127.0.0.1",
                                                  "--port", str(port), "--worker-urls", *sims,
                                                  "--policy", "round_robin", "--log-level",
-                                                 "warn", "--backend", "openai"], cpus=SUT_CPU)
+                                                 "warn"], cpus=SUT_CPU)
+            # Not `--backend openai`: sglang-router 0.3.2 then sends every request to one worker.
             wait_http(f"http://127.0.0.1:{port}/health", proc, timeout=60)
             time.sleep(1)
             rows.append(measure("sglang-router 0.3.2 (Rust)", f"http://127.0.0.1:{port}",
