@@ -17,10 +17,7 @@ import asyncio
 import contextlib
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -29,22 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.control_plane.conftest import ADMIN_TOKEN  # noqa: E402
 from tests.control_plane.dashboard_support import serve_stack  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
+from tests.support.waiting import eventually  # noqa: E402
 from tests.support.webdriver import chromedriver, chromium_binary  # noqa: E402
 
 MODEL = "sim/chat-small"
-
-
-async def until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not reached within {timeout} s")
-        await asyncio.sleep(0.2)
 
 
 async def main(out: Path, width: int, height: int) -> None:
@@ -89,7 +74,8 @@ async def stage(admin: httpx.AsyncClient, router_url: str) -> None:
         status = (await admin.get("/v1/pools/chat")).json()["status"]
         return bool(status["ready_replicas"] >= 1)
 
-    await until(chat_ready, "the first chat replica ready", timeout=90)
+    await eventually(chat_ready, message="the first chat replica ready", timeout=90,
+                     interval=0.2)
     key = (await admin.post("/v1/keys", json={"name": "screenshot"})).json()["key"]
     async with httpx.AsyncClient(base_url=router_url, timeout=30, headers={
             "authorization": f"Bearer {key}"}) as client:
@@ -105,7 +91,7 @@ async def stage(admin: httpx.AsyncClient, router_url: str) -> None:
         burst = (await admin.get("/v1/bursts")).json()["data"][0]
         return burst["state"] != "requesting_spot" and len(burst["events"]) >= 2
 
-    await until(burst_moved, "the burst under way", timeout=60)
+    await eventually(burst_moved, message="the burst under way", timeout=60, interval=0.2)
     await asyncio.sleep(2.0)  # let the routers report and the cost ledger tick
 
 

@@ -17,6 +17,7 @@ from control_plane.settings import ControlPlaneSettings
 from fleet.redis_store import RedisFleetStore
 from tests.support.asgi import asgi_client
 from tests.support.readyz_server import ReadyzServer, readyz_server
+from tests.support.waiting import eventually  # noqa: F401 (imported from here by tests)
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 
@@ -94,25 +95,6 @@ def beat(status: str = "ready", **fields: Any) -> dict[str, Any]:
 
 def bearer(token: str | None) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"} if token else {}
-
-
-async def eventually(predicate: Callable[[], Any], *, timeout: float = 10.0,
-                     message: str = "condition") -> Any:
-    """Poll `predicate` (sync or async) until it returns something truthy."""
-    import asyncio
-    import inspect
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if inspect.isawaitable(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message} not reached within {timeout} s")
-        await asyncio.sleep(0.02)
 
 
 async def enroll(running: Running, instance_id: str = "i-1", **fields: Any) -> tuple[str, str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from router.app import create_app as create_router
 from router.settings import RouterSettings
 from tests.support.fake_imds import FakeImdsFleet
 from tests.support.ports import free_port
+from tests.support.waiting import eventually
 
 ADMIN_TOKEN = "admin-token-for-capacity-e2e"
 FAST_AGENT = ("--engine-poll-interval-s 0.1 --drain-settle-s 0 --drain-timeout-s 10 "
@@ -55,20 +55,6 @@ class Stack:
     async def events(self, kind: str) -> list[dict[str, Any]]:
         data = (await self.admin.get("/v1/events?limit=1000")).json()["data"]
         return [e for e in data if e["kind"] == kind]
-
-
-async def until(check: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition"
-                ) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        await asyncio.sleep(0.1)
 
 
 @pytest.fixture
@@ -108,8 +94,8 @@ async def capacity_stack(redis_server: Any, key_prefix: str, tmp_path: Path
         try:
             async with httpx.AsyncClient(base_url=cp_url, timeout=10, headers={
                     "authorization": f"Bearer {ADMIN_TOKEN}"}) as admin:
-                await until(lambda: getattr(cp_app.state, "cp", None) is not None
-                            or serving.done(), what="control plane started")
+                await eventually(lambda: getattr(cp_app.state, "cp", None) is not None
+                            or serving.done(), timeout=30, message="control plane started")
                 assert not serving.done(), serving
                 yield Stack(cp_app.state.cp, cp_url, f"http://127.0.0.1:{router_port}", imds,
                             admin)

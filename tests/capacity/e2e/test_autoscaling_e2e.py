@@ -11,7 +11,8 @@ from typing import Any
 import openai
 
 from control_plane.providers.processes import ProcessRef
-from tests.capacity.e2e.conftest import Stack, until
+from tests.capacity.e2e.conftest import Stack
+from tests.support.waiting import eventually
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -54,12 +55,12 @@ async def test_a_pool_scales_from_zero_on_demand_serves_and_returns_to_zero(
             s = await stack.status("chat")
             return s["desired_replicas"] == 0 and not [
                 i for i in s["instances"] if i["state"] != "terminated"]
-        await until(at_zero, timeout=60, what="scaled to zero")
+        await eventually(at_zero, timeout=60, message="scaled to zero")
         downs = await stack.events("autoscaler.scale_down")
         assert downs and "idle" in downs[-1]["message"]
         assert await stack.events("instance.terminated")
-        await until(lambda: not any(a.alive() for a in agents), timeout=40,
-                    what="agent processes gone")
+        await eventually(lambda: not any(a.alive() for a in agents), timeout=40,
+                    message="agent processes gone")
         cost = (await stack.admin.get("/v1/cost")).json()
         assert cost["pools"]["chat"]["instances"] == 0
 
@@ -71,7 +72,7 @@ async def test_a_spot_notice_brings_a_replacement_with_no_failed_request(
                              scale_to_zero_after_s=None)
         await stack.admin.put("/v1/routes/org/chat", json={"targets": [{"pool": "chat"}]})
         key = await stack.key()
-        await until(lambda: _ready(stack, 2), timeout=90, what="two ready replicas")
+        await eventually(lambda: _ready(stack, 2), timeout=90, message="two ready replicas")
         first = {i.instance_id for i in stack.cp.capacity.book.instances()}
         failures: list[Exception] = []
         served = 0
@@ -95,15 +96,15 @@ async def test_a_spot_notice_brings_a_replacement_with_no_failed_request(
                 await asyncio.sleep(0.5)
                 doomed = sorted(first)[0]
                 stack.imds.of(doomed).interrupt(time.time() + 120)
-                interrupted = await until(lambda: stack.events("capacity.interrupted"),
-                                          timeout=40, what="interruption noticed")
+                interrupted = await eventually(lambda: stack.events("capacity.interrupted"),
+                                          timeout=40, message="interruption noticed")
                 assert interrupted[0]["subject"] == doomed
                 assert interrupted[0]["data"]["reason"] == "spot_interruption"
 
                 async def replaced() -> bool:
                     ids = {i.instance_id for i in stack.cp.capacity.book.instances()}
                     return doomed not in ids and len(ids - first) >= 1 and await _ready(stack, 2)
-                await until(replaced, timeout=90, what="replacement ready, old one gone")
+                await eventually(replaced, timeout=90, message="replacement ready, old one gone")
                 await asyncio.sleep(0.5)
             finally:
                 stop.set()

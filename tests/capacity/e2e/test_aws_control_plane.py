@@ -15,11 +15,11 @@ from control_plane.services import ControlPlane
 from control_plane.settings import ControlPlaneSettings
 from fleet.redis_store import RedisFleetStore
 from fleet.store import INSTANCES
-from tests.capacity.e2e.conftest import until
 from tests.capacity.providers.test_aws import describe, user_data
 from tests.support.asgi import asgi_client
 from tests.support.ec2_faults import Ec2FaultProxy, Refusal
 from tests.support.moto_server import MotoServer
+from tests.support.waiting import eventually
 
 ADMIN = {"authorization": "Bearer admin-token-for-aws-e2e-0123"}
 POOL = {"model_id": "org/big-model", "engine": "vllm", "provider": "aws", "min_replicas": 2,
@@ -51,8 +51,8 @@ async def test_launch_fallback_tags_userdata_scale_down_and_adoption(
     async with control_plane(redis_server.url, key_prefix, make_aws_provider()) as (client, cp):
         reply = await client.put("/v1/pools/big", json=POOL, headers=ADMIN)
         assert reply.status_code == 201, reply.text
-        await until(lambda: len(cp.capacity.book.of_pool("big")) == 2, timeout=60,
-                    what="two instances launched")
+        await eventually(lambda: len(cp.capacity.book.of_pool("big")) == 2, timeout=60,
+                    message="two instances launched")
         instances = cp.capacity.book.of_pool("big")
         # g5 had no Spot capacity: both replicas went to the next type, spread over zones.
         assert {i.instance_type for i in instances} == {"g6.xlarge"}
@@ -87,8 +87,8 @@ async def test_launch_fallback_tags_userdata_scale_down_and_adoption(
         assert reply.status_code == 200
         reply = await client.post("/v1/pools/big/scale", json={"replicas": 1}, headers=ADMIN)
         assert reply.status_code == 200, reply.text
-        await until(lambda: len(cp.capacity.book.of_pool("big")) == 1, timeout=40,
-                    what="one instance released")
+        await eventually(lambda: len(cp.capacity.book.of_pool("big")) == 1, timeout=40,
+                    message="one instance released")
         gone = ({i.instance_id for i in instances}
                 - {i.instance_id for i in cp.capacity.book.of_pool("big")}).pop()
         gone_id = next(i.provider_instance_id for i in instances if i.instance_id == gone)
@@ -101,15 +101,15 @@ async def test_launch_fallback_tags_userdata_scale_down_and_adoption(
     # A new control plane on the same store and cluster adopts the unrecorded instance and
     # leaks nothing.
     async with control_plane(redis_server.url, key_prefix, make_aws_provider()) as (client, cp):
-        await until(lambda: cp.capacity.book.get(kept.instance_id) is not None, timeout=40,
-                    what="instance adopted")
+        await eventually(lambda: cp.capacity.book.get(kept.instance_id) is not None, timeout=40,
+                    message="instance adopted")
 
         async def adopted_event() -> bool:
             events = (await client.get("/v1/events?limit=1000", headers=ADMIN)).json()["data"]
             return any(e["kind"] == "instance.adopted" and e["subject"] == kept.instance_id
                        for e in events)
         try:
-            await until(adopted_event, timeout=30, what="adoption recorded on the timeline")
+            await eventually(adopted_event, timeout=30, message="adoption recorded on the timeline")
         except AssertionError:
             newest = (await client.get("/v1/events?limit=30", headers=ADMIN)).json()["data"]
             raise AssertionError(

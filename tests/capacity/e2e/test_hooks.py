@@ -9,8 +9,8 @@ from pathlib import Path
 from control_plane.app import create_app
 from control_plane.settings import ControlPlaneSettings
 from fleet.memory_store import MemoryFleetStore
-from tests.capacity.e2e.conftest import until
 from tests.support.asgi import asgi_client
+from tests.support.waiting import eventually
 
 TOKEN = "admin-token-for-hooks-0123456"
 ADMIN = {"authorization": f"Bearer {TOKEN}"}
@@ -30,8 +30,8 @@ async def test_floors_views_cost_and_manual_scale(tmp_path: Path) -> None:
         assert reply.status_code == 201
 
         cp.capacity.set_floor("p", "burst_1", 2)
-        await until(lambda: cp.capacity.pool_view("p").starting == 2, timeout=10,
-                    what="two replicas for the floor")
+        await eventually(lambda: cp.capacity.pool_view("p").starting == 2, timeout=10,
+                    message="two replicas for the floor")
         view = cp.capacity.pool_view("p")
         assert view.desired == 2 and view.ready == 0 and view.floors == {"burst_1": 2}
         assert {i.state for i in view.instances} == {"launching"}
@@ -51,8 +51,8 @@ async def test_floors_views_cost_and_manual_scale(tmp_path: Path) -> None:
         # A manual count above max is clamped; the spending cap (0.5 x 3) still holds.
         reply = await client.post("/v1/pools/p/scale", headers=ADMIN, json={"replicas": 9})
         assert reply.status_code == 200
-        await until(lambda: cp.capacity.pool_view("p").starting == 3, timeout=10,
-                    what="three replicas")
+        await eventually(lambda: cp.capacity.pool_view("p").starting == 3, timeout=10,
+                    message="three replicas")
         bad = await client.post("/v1/pools/p/scale", headers=ADMIN, json={"replicas": -1})
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "replicas"
         assert (await client.post("/v1/pools/nope/scale", headers=ADMIN,
@@ -61,8 +61,8 @@ async def test_floors_views_cost_and_manual_scale(tmp_path: Path) -> None:
         # Floors cleared, scaled down by hand: booting replicas are released at once.
         cp.capacity.clear_floor("p", "burst_1")
         await client.post("/v1/pools/p/scale", headers=ADMIN, json={"replicas": 0})
-        await until(lambda: cp.capacity.pool_view("p").starting == 0, timeout=10,
-                    what="released")
+        await eventually(lambda: cp.capacity.pool_view("p").starting == 0, timeout=10,
+                    message="released")
         view = cp.capacity.pool_view("p")
         assert {i.state for i in view.instances} == {"terminated"}
         assert cp.costs.rate_usd_per_hour("p") == 0.0
