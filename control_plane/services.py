@@ -117,11 +117,12 @@ class ControlPlane:
         self.metrics.registry.register(BurstGauges(self.bursts))
         self.metrics.watch_workers(self.registry, clock)
         self.tasks = OwnedTasks()
-        self._writer_task: asyncio.Task[None] | None = None
+        # The writer is owned apart from the loops: it must outlive them at shutdown (`aclose`).
+        self.writer_tasks = OwnedTasks()
 
     async def start(self) -> None:
         await self._wait_for_store()
-        self._writer_task = self.tasks.start("store-writer", self.writer.run())
+        self.writer_tasks.start("store-writer", self.writer.run())
         fresh_store = await self.store.get_epoch() is None
         await self.guard.claim()
         if fresh_store:
@@ -171,11 +172,19 @@ class ControlPlane:
                 delay = min(2.0, delay * 2)
 
     async def aclose(self) -> None:
-        """Stop the loops, flush what is queued (bounded), close what this object opened."""
+        """Stop the loops, flush what is queued (bounded), close what this object opened.
+
+        The writer is drained only after everything that emits events or queues writes has
+        stopped: a loop finishing its step during shutdown (the reconciler adopting an instance
+        it had just recorded in the store, a launch ending) still gets its event written.
+        """
         try:
-            await self.writer.drained(timeout=5.0)
             await self.tasks.aclose()
             await self.capacity.aclose()
         finally:
-            if self._own_http:
-                await self.http.close()
+            try:
+                await self.writer.drained(timeout=5.0)
+                await self.writer_tasks.aclose()
+            finally:
+                if self._own_http:
+                    await self.http.close()

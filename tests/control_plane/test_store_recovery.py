@@ -112,5 +112,27 @@ async def _gone(running: Running, worker_id: str) -> bool:
     return await running.store.get_worker(worker_id) is None
 
 
+async def test_an_event_emitted_by_a_loop_finishing_during_shutdown_is_still_written(
+        open_control_plane: Any) -> None:
+    # The reconciler adopting an instance as the control plane stops: its store write completed
+    # (redis-py can swallow the cancellation on Python 3.11, see control_plane/loops.py), so the
+    # event it emits next must be written too, or the timeline never shows the adoption.
+    async with open_control_plane() as running:
+        cp = running.cp
+        started = asyncio.Event()
+
+        async def step_that_finishes_during_shutdown() -> None:
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                cp.events.emit("instance.adopted", "adopted during shutdown", subject="inst_late")
+
+        cp.tasks.start("late step", step_that_finishes_during_shutdown())
+        await started.wait()
+    events = await running.store.recent_events()
+    assert ("instance.adopted", "inst_late") in [(e.kind, e.subject) for e in events]
+
+
 async def _has_event(running: Running, kind: str) -> bool:
     return kind in [e.kind for e in await running.store.recent_events()]
