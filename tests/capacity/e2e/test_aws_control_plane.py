@@ -95,12 +95,22 @@ async def test_launch_fallback_tags_userdata_scale_down_and_adoption(
         state = (await describe(moto_server, gone_id))["State"]["Name"]
         assert state in ("shutting-down", "terminated")
         kept = cp.capacity.book.of_pool("big")[0]
-        # A crash between launch and record: the document is lost.
-        await cp.capacity.book.remove(kept.instance_id)
+
+    # A crash between launch and record: the document is lost. Removed only once this control
+    # plane has stopped, or its own reconcile loop may adopt the instance first (then the new
+    # control plane finds the document and has nothing to adopt).
+    store = RedisFleetStore(redis_server.url, prefix=key_prefix)
+    try:
+        assert await store.delete_doc(INSTANCES, kept.instance_id)
+        assert not [e for e in await store.recent_events(1000)
+                    if e.kind == "instance.adopted" and e.subject == kept.instance_id]
+    finally:
+        await store.aclose()
 
     # A new control plane on the same store and cluster adopts the unrecorded instance and
     # leaks nothing.
     async with control_plane(redis_server.url, key_prefix, make_aws_provider()) as (client, cp):
+        assert cp.capacity.book.get(kept.instance_id) is None  # nothing recorded at start
         await eventually(lambda: cp.capacity.book.get(kept.instance_id) is not None, timeout=40,
                     message="instance adopted")
 
