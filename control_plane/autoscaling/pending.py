@@ -22,10 +22,14 @@ The guard compares *flows*, which do not pile up during a boot:
    Otherwise the scale-up is limited to the replicas that serve the arrivals *and* drain the
    backlog within one more boot time: ceil((arrivals + backlog / boot) / per-replica rate).
    Before any boot was observed, the arrivals alone size it.
+3. Arrivals known, serving replicas, none with anything running or waiting (so no completion rate
+   either): whatever asks for more (a p95 of a past window, a smoothed queue) is residue, not
+   queueing - more replicas would take nothing: hold.
 
-Without both rates (no router reports yet, no busy ready replica) the guard has no evidence and
-changes nothing; the step limit still applies. Errors in the rates err toward scaling up: a replica
-that is not saturated reports less than it could serve, which raises `need`.
+Without both rates (no router report yet, replicas busy but reporting no completion rate) the
+guard has no evidence and changes nothing; the step limit still applies. Errors in the rates err
+toward scaling up: a replica that is not saturated reports less than it could serve, which raises
+`need`.
 """
 
 from __future__ import annotations
@@ -76,7 +80,16 @@ class PendingCapacity:
 
     def limit(self, s: PoolSignals, current: int, target: int, notes: list[str]) -> int:
         """The target after counting pending capacity (only ever lowers a scale-up)."""
-        if target <= current or s.arrival_rate is None or not s.served_per_replica:
+        if target <= current or s.arrival_rate is None:
+            return target
+        if not s.served_per_replica:
+            ready = s.ready
+            if ready and not any(r.queue_depth or r.inflight for r in ready):
+                # Serving replicas with nothing running or waiting: what asks for more (a p95 of
+                # a past window, a smoothed queue) is residue - new replicas would take nothing.
+                notes.append(f"no ready replica has work queued ({s.arrival_rate:.1f} req/s "
+                             "arriving): holding")
+                return current
             return target
         rate, per_replica = s.arrival_rate, s.served_per_replica
         need = self._replicas_for(rate, per_replica)

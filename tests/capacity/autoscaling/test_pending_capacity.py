@@ -135,3 +135,13 @@ def test_decision_inputs_carry_the_flows() -> None:
     assert (decision.current, decision.target) == (2, 2)
     for key, value in {"starting": 1, "arrival_rate": 3.0, "served_per_replica": 4.0}.items():
         assert decision.inputs[key] == value
+
+
+def test_stale_latency_with_no_work_queued_launches_nothing() -> None:
+    stale = dict(spec=pool(ttft_p95_slo_ms=1000.0), latency_p95_ms=4800.0, queue_depth=0.0)
+    idle = policy().decide(signals(ready(3), arrival_rate=2.0, **stale), 0)
+    assert (idle.current, idle.target) == (3, 3)
+    assert "no ready replica has work queued" in idle.reason
+    # Busy replicas that report no completion rate: no evidence, the latency breach scales up.
+    busy = policy().decide(signals(ready(3, queue=2), arrival_rate=2.0, **stale), 0)
+    assert busy.target > 3
