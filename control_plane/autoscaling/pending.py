@@ -26,7 +26,9 @@ The guard compares *flows*, which do not pile up during a boot:
    either): whatever asks for more (a p95 of a past window, a smoothed queue) is residue, not
    queueing - more replicas would take nothing: hold.
 
-Without both rates (no router report yet, replicas busy but reporting no completion rate) the
+A replica busy but with no completion rate yet (just ready: its rate window is empty) is taken
+to serve the pool's last measured rate. Without both rates (no router report yet, no rate ever
+measured for the pool) the
 guard has no evidence and changes nothing; the step limit still applies. Errors in the rates err
 toward scaling up: a replica that is not saturated reports less than it could serve, which raises
 `need`.
@@ -47,6 +49,7 @@ _EPS = 1e-9
 @dataclass
 class _Boots:
     unready: set[str] = field(default_factory=set)  # instances seen booting or starting
+    served: float | None = None  # the last requests/s a busy replica of the pool completed
     durations: deque[float] = field(default_factory=lambda: deque(maxlen=16))
 
 
@@ -71,6 +74,8 @@ class PendingCapacity:
             else:
                 unready.add(r.instance_id)
         boots.unready = unready
+        if s.served_per_replica:
+            boots.served = s.served_per_replica
 
     def boot_s(self, pool: str) -> float | None:
         boots = self._pools.get(pool)
@@ -82,7 +87,13 @@ class PendingCapacity:
         """The target after counting pending capacity (only ever lowers a scale-up)."""
         if target <= current or s.arrival_rate is None:
             return target
-        if not s.served_per_replica:
+        served, measured = s.served_per_replica, "per replica"
+        if not served and any(r.queue_depth or r.inflight for r in s.ready):
+            # Busy, but no completion rate yet (a replica just ready, its rate window empty - the
+            # backlog a router releases after a scale from zero): the pool's last measured rate.
+            boots = self._pools.get(s.pool)
+            served, measured = (boots.served if boots else None), "per replica (last measured)"
+        if not served:
             ready = s.ready
             if ready and not any(r.queue_depth or r.inflight for r in ready):
                 # Serving replicas with nothing running or waiting: what asks for more (a p95 of
@@ -91,9 +102,9 @@ class PendingCapacity:
                              "arriving): holding")
                 return current
             return target
-        rate, per_replica = s.arrival_rate, s.served_per_replica
+        rate, per_replica = s.arrival_rate, served
         need = self._replicas_for(rate, per_replica)
-        flows = f"{rate:.1f} req/s arriving, {per_replica:.1f} req/s per replica"
+        flows = f"{rate:.1f} req/s arriving, {per_replica:.1f} req/s {measured}"
         starting = s.starting
         if starting:
             limited = max(current, min(target, need))

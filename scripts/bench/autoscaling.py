@@ -203,8 +203,11 @@ async def run_policy(name: str, policy: str, label: str, args: argparse.Namespac
         if args.show_decisions:  # why the policy moved: each scale decision's reason
             for e in sorted(window, key=lambda e: e["time"]):
                 if e["kind"].startswith("autoscaler."):
+                    data = e.get("data", {}).get("inputs", {})
+                    flows = {k: data.get(k) for k in ("starting", "arrival_rate",
+                                                      "served_per_replica", "boot_s")}
                     print(f"  +{(e['time'] - start_wall) * args.compression:6.0f} trace-s  "
-                          f"{e['message']}", flush=True)
+                          f"{e['message']}  {flows}", flush=True)
         status = (await stack.call("GET", f"/v1/pools/{POOL}"))["status"]
         run.boot_s_real = [i["ready_at"] - i["launched_at"] for i in status["instances"]
                            if i.get("ready_at")]

@@ -145,3 +145,17 @@ def test_stale_latency_with_no_work_queued_launches_nothing() -> None:
     # Busy replicas that report no completion rate: no evidence, the latency breach scales up.
     busy = policy().decide(signals(ready(3, queue=2), arrival_rate=2.0, **stale), 0)
     assert busy.target > 3
+
+
+def test_a_replica_with_no_rate_yet_is_taken_at_the_pools_last_measured_rate() -> None:
+    scaler = policy()
+    # Earlier traffic: a busy replica measured at 4 req/s, then it left (scaled to zero).
+    scaler.decide(signals(ready(1, queue=3), spec=pool(), queue_depth=3.0, arrival_rate=3.0,
+                          served_per_replica=4.0), 0)
+    # Back from zero: the new replica got the router's backlog but has no rate window yet.
+    again = signals(ready(1, queue=12, start=5), spec=pool(), queue_depth=12.0,
+                    arrival_rate=2.0, served_per_replica=None)
+    decision = scaler.decide(again, 600)
+    assert decision.target == 1
+    assert "last measured" in decision.reason
+    assert policy().decide(again, 600).target == 3  # a fresh policy has no rate: no evidence
