@@ -9,6 +9,8 @@ pipeline in `Autoscaler.decide` turns that into a target every policy obeys the 
     3. ceiling          max_replicas
     4. stabilization    windows + consecutive periods (stabilization.py); scale from zero, raising
                         to a floor and scale-to-zero after the idle time are not delayed
+    4b. pending         replicas starting count as capacity; a backlog the fleet drains before a
+                        new replica could boot launches nothing (pending.py; never below a floor)
     5. step limit       at most max(4, 100% of current) more per decision (the HPA default)
     6. spending cap     live spend + new replicas x next price <= the pool's max_price_per_hour;
                         a burst whose budget is spent does not grow; over the cap, shed replicas
@@ -29,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from control_plane.autoscaling.pending import PendingCapacity
 from control_plane.autoscaling.signals import PoolSignals
 from control_plane.autoscaling.stabilization import (
     StabilizationConfig,
@@ -84,6 +87,7 @@ class AutoscalerConfig:
     tolerance: float = 0.1  # ratios within 10% of target change nothing (HPA's default)
     latency_headroom: float = 0.8  # latency above 80% of the SLO blocks scaling down
     max_step_up: int = 4  # per decision: at most max(max_step_up, current) more replicas
+    count_pending_capacity: bool = True  # pending.py: no scale-up for backlog while booting
 
 
 class Autoscaler:
@@ -114,16 +118,19 @@ class Autoscaler:
     def __init__(self, config: AutoscalerConfig | None = None) -> None:
         self.config = config or AutoscalerConfig()
         self.stabilizer = Stabilizer(self.config.stabilization)
+        self.pending = PendingCapacity(tolerance=self.config.tolerance)
 
     def recommend(self, signals: PoolSignals) -> Recommendation:
         raise NotImplementedError
 
     def forget(self, pool: str) -> None:
         self.stabilizer.forget(pool)
+        self.pending.forget(pool)
 
     def decide(self, signals: PoolSignals, now: float) -> ScaleDecision:
         spec = signals.spec
         current = len(signals.live)
+        self.pending.observe(signals, now)
         rec = self.recommend(signals)
         notes: list[str] = []
         raw = current if rec.replicas is None else max(0, rec.replicas - signals.unmanaged_ready)
@@ -157,6 +164,9 @@ class Autoscaler:
         target = stabilized.target
         if stabilized.held_by:
             notes.append(f"held: {stabilized.held_by}")
+        if self.config.count_pending_capacity:
+            target = max(self.pending.limit(signals, current, target, notes),
+                         min(floor, spec.max_replicas, target))
         step = max(self.config.max_step_up, current)
         if target > current + step:
             target = current + step
@@ -215,7 +225,9 @@ class Autoscaler:
             "down_recommendation": stabilized.down_recommendation,
             "spend_per_hour": s.spend_per_hour, "next_price_per_hour": s.next_price_per_hour,
             "max_price_per_hour": s.spec.max_price_per_hour,
-            "budget_remaining_usd": s.budget_remaining_usd, **rec.inputs}
+            "budget_remaining_usd": s.budget_remaining_usd, "starting": s.starting,
+            "arrival_rate": s.arrival_rate, "served_per_replica": s.served_per_replica,
+            "boot_s": self.pending.boot_s(s.pool), **rec.inputs}
         reason = "; ".join([rec.reason, *notes])
         return ScaleDecision(s.pool, self.name, now, current, target, max(0, target - current),
                              drain, reason, inputs)

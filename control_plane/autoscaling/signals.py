@@ -80,6 +80,8 @@ class PoolSignals:
     idle_s: float = 0.0  # seconds without any traffic
     next_price_per_hour: float | None = None  # what one more replica would cost ($/h)
     budget_remaining_usd: float | None = None  # a burst's budget left, when one applies
+    arrival_rate: float | None = None  # requests/s routers sent the pool (smoothed)
+    served_per_replica: float | None = None  # requests/s a busy ready replica completes (mean)
 
     @property
     def live(self) -> list[Replica]:
@@ -103,6 +105,11 @@ class PoolSignals:
         return sum(r.price_per_hour or 0.0 for r in self.live)
 
     @property
+    def starting(self) -> int:
+        """Live managed replicas not serving yet (booting or starting): capacity on its way."""
+        return sum(1 for r in self.live if r.state != "ready")
+
+    @property
     def cold_demand(self) -> bool:
         return self.waiting > 0 or self.cold_requests > 0 or self.cold_recent
 
@@ -112,7 +119,9 @@ class _PoolHistory:
     queue: SampleWindow
     latency: SampleWindow
     gpu: SampleWindow
+    arrivals: SampleWindow
     first_seen: float
+    last_observed: float | None = None
     last_activity: float | None = None
     counters: dict[tuple[str, float, str], tuple[int, int]] = field(default_factory=dict)
     routers: set[tuple[str, float]] = field(default_factory=set)  # in the last fresh reports
@@ -153,6 +162,7 @@ class SignalTracker:
                 SampleWindow(window_s=self.window_s, half_life_s=self.half_life_s),
                 SampleWindow(window_s=self.window_s, half_life_s=self.half_life_s),
                 SampleWindow(window_s=self.window_s, half_life_s=self.half_life_s),
+                SampleWindow(window_s=self.window_s, half_life_s=self.half_life_s),
                 first_seen=now)
         members = [w for w in workers if _belongs(w, pool, spec)
                    and not is_expired(w, now, heartbeat_interval_s=self.heartbeat_interval_s)]
@@ -171,7 +181,15 @@ class SignalTracker:
         if utils:
             history.gpu.add(now, sum(utils) / len(utils))
 
-        cold, requests, waiting, last_cold = self._demand(history, pool, spec, reports, now)
+        cold, requests, waiting, last_cold, counted = self._demand(
+            history, pool, spec, reports, now)
+        # Arrival rate only from increments of counters already known: a router seen for the
+        # first time contributes nothing yet, and counting that as zero would understate demand.
+        if counted and history.last_observed is not None and now > history.last_observed:
+            history.arrivals.add(now, requests / (now - history.last_observed))
+        history.last_observed = now
+        served = [w.requests_per_s for w in ready
+                  if w.requests_per_s is not None and w.requests_per_s > 0 and w.queue_depth > 0]
         cold_recent = last_cold is not None and now - last_cold <= self.cold_window_s
         busy = (requests > 0 or cold > 0 or waiting > 0 or cold_recent
                 or any(w.queue_depth > 0 or w.inflight > 0 or (w.requests_per_s or 0) > 0
@@ -189,7 +207,9 @@ class SignalTracker:
             cold_requests=cold, cold_recent=cold_recent, waiting=waiting,
             idle_s=max(0.0, now - idle_since),
             next_price_per_hour=next_price_per_hour,
-            budget_remaining_usd=budget_remaining_usd)
+            budget_remaining_usd=budget_remaining_usd,
+            arrival_rate=history.arrivals.ewma(now),
+            served_per_replica=sum(served) / len(served) if served else None)
 
     def _replicas(self, pool: str, members: Sequence[WorkerRecord],
                   instances: Iterable[Instance], now: float) -> list[Replica]:
@@ -215,8 +235,9 @@ class SignalTracker:
 
     def _demand(self, history: _PoolHistory, pool: str, spec: Pool,
                 reports: Iterable[RouterReport], now: float,
-                ) -> tuple[int, int, int, float | None]:
+                ) -> tuple[int, int, int, float | None, bool]:
         cold = requests = waiting = 0
+        counted = False
         last_cold: float | None = None
         keys = {pool, spec.model_id}
         routers: set[tuple[str, float]] = set()
@@ -235,13 +256,14 @@ class SignalTracker:
                     previous = (0, 0)  # the key is new since this router's last report
                 history.counters[counter] = (demand.requests, demand.cold_requests)
                 if previous is not None:
+                    counted = True
                     requests += max(0, demand.requests - previous[0])
                     cold += max(0, demand.cold_requests - previous[1])
                 waiting += demand.waiting
                 if demand.last_cold_at is not None:
                     last_cold = max(last_cold or demand.last_cold_at, demand.last_cold_at)
         history.routers = routers
-        return cold, requests, waiting, last_cold
+        return cold, requests, waiting, last_cold, counted
 
 
 def _belongs(worker: WorkerRecord, pool: str, spec: Pool) -> bool:

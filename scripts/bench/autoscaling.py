@@ -200,6 +200,14 @@ async def run_policy(name: str, policy: str, label: str, args: argparse.Namespac
         run.scale_ups = sum(1 for e in window if e["kind"] == "autoscaler.scale_up")
         run.scale_downs = sum(1 for e in window if e["kind"] == "autoscaler.scale_down")
         run.launched = sum(1 for e in window if e["kind"] == "instance.launched")
+        if args.show_decisions:  # why the policy moved: each scale decision's reason
+            for e in sorted(window, key=lambda e: e["time"]):
+                if e["kind"].startswith("autoscaler."):
+                    data = e.get("data", {}).get("inputs", {})
+                    flows = {k: data.get(k) for k in ("starting", "arrival_rate",
+                                                      "served_per_replica", "boot_s")}
+                    print(f"  +{(e['time'] - start_wall) * args.compression:6.0f} trace-s  "
+                          f"{e['message']}  {flows}", flush=True)
         status = (await stack.call("GET", f"/v1/pools/{POOL}"))["status"]
         run.boot_s_real = [i["ready_at"] - i["launched_at"] for i in status["instances"]
                            if i.get("ready_at")]
@@ -282,6 +290,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-replicas", type=int, default=None, help="default: peak + 2")
     p.add_argument("--policies", nargs="*", choices=[r[0] for r in RUNS], default=None)
     p.add_argument("--out", default=str(REPO / "docs" / "bench"))
+    p.add_argument("--show-decisions", action="store_true",
+                   help="print every scale decision's reason during the replay")
     args = p.parse_args(argv)
     if args.compression is None:
         args.compression = 60.0 if args.quick else 30.0

@@ -69,3 +69,37 @@ class SimFleet:
 
 def changes(decisions: list[ScaleDecision]) -> list[tuple[float, int, int]]:
     return [(d.at, d.current, d.target) for d in decisions if d.target != d.current]
+
+
+@dataclass
+class FlowFleet(SimFleet):
+    """SimFleet driven by flows: `load(t)` is the arrival rate (req/s), each ready replica
+    completes up to `per_replica_rps`, a request takes `service_s` in the engine. What is not
+    served waits: the backlog integrates arrivals - service between ticks, as on a real pool
+    whose new replicas are still booting. The queue depth is backlog + requests in service
+    (Little's law); routers report the arrival rate, busy ready replicas their completion rate.
+    """
+
+    per_replica_rps: float = 4.0
+    service_s: float = 1.0
+    backlog: float = 0.0
+    last_t: float | None = None
+
+    def signals(self, now: float, load: float, **extra) -> PoolSignals:
+        def ready_at(t: float) -> int:
+            return sum(1 for launched, _t, _z in self.replicas.values()
+                       if t - launched >= self.boot_s)
+
+        if self.last_t is not None:  # the replicas ready since the last tick served meanwhile
+            served_meanwhile = ready_at(self.last_t) * self.per_replica_rps
+            self.backlog = max(0.0, self.backlog + (load - served_meanwhile)
+                               * (now - self.last_t))
+        self.last_t = now
+        ready = ready_at(now)
+        capacity = ready * self.per_replica_rps
+        served = min(capacity, load + self.backlog / (self.service_s or 1.0))
+        in_service = min(load, capacity) * self.service_s
+        per_replica = served / ready if ready and served > 0 else None
+        values = dict(arrival_rate=float(load), served_per_replica=per_replica)
+        values.update(extra)
+        return super().signals(now, self.backlog + in_service, **values)

@@ -193,3 +193,16 @@ def test_victims_prefer_booting_then_starting_then_least_loaded_and_keep_spread(
     assert orders[0].release_now and not orders[1].release_now
     assert orders[0].worker_id is None and orders[1].worker_id == "w4"
     assert len(choose_victims(replicas, 10)) == 5  # never the draining or unmanaged ones
+
+
+def test_arrival_rate_comes_from_known_counters_and_served_rate_from_busy_replicas() -> None:
+    tracker = SignalTracker()
+    busy = worker("w1", "a", 100.0, queue_depth=6, requests_per_s=4.0)
+    idle = worker("w2", "b", 100.0, queue_depth=0, requests_per_s=0.5)  # not saturated
+    starting = worker("w3", "c", 100.0, status="starting", requests_per_s=9.0)
+    first = observe(tracker, 100.0, [busy, idle, starting], reports=[report(100.0, requests=500)])
+    assert first.arrival_rate is None  # a router's history is not a rate
+    assert first.served_per_replica == 4.0  # only ready replicas with work queued
+    second = observe(tracker, 110.0, [busy, idle], reports=[report(110.0, requests=560)])
+    assert second.arrival_rate == pytest.approx(6.0)  # 60 requests in 10 s
+    assert observe(tracker, 120.0, [idle]).served_per_replica is None
