@@ -278,6 +278,10 @@ class LocalProvider(CapacityProvider, name="local"):
         for running in list(self._instances.values()):
             if running.stopping is not None or running.agent is None:
                 continue
+            if running.process is not None and running.process.returncode is None:
+                # asyncio has not collected its exit yet; forgetting the process now would drop
+                # a transport still waiting for it (a ResourceWarning later). Next pass.
+                continue
             if not running.agent.alive():
                 log.info("local instance %s: agent exited", running.instance.instance_id)
                 self._forget(running)
