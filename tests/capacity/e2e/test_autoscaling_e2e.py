@@ -38,6 +38,10 @@ async def test_a_pool_scales_from_zero_on_demand_serves_and_returns_to_zero(
 
         async with openai.AsyncOpenAI(base_url=stack.router_url + "/v1", api_key=key,
                                       max_retries=0, timeout=60) as client:
+            # The router learns of the new route through the store's notification: asynchronous.
+            async def route_known() -> bool:
+                return "org/chat" in [m.id async for m in client.models.list()]
+            await eventually(route_known, timeout=10, message="router knows the route")
             raw = await client.chat.completions.with_raw_response.create(
                 model="org/chat", messages=MESSAGES)
             assert raw.headers["x-flotilla-target"] == "pool:chat"
